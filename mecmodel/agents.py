@@ -1,0 +1,121 @@
+"""Parametric online Q-learning (section V): Algorithm 1 (WDs) and Algorithm 2 (server).
+
+Both algorithms have the same form, so one vectorised class serves both:
+
+* action-value (22)/(29): Q(x~) = w^T phi(x~), x~ = [action; state];
+* features (23)/(30): phi_i(x~) = 1 / (1 + exp(-v_i^T x~)) with fixed random v_i;
+* TD error (24)/(31): d = r_t + gamma Q([a_t; s_{t+1}]) - Q([a_t; s_t]);
+* gradient steps on d^2 for the action (26)/(33) and the weights (27)/(34), then the
+  projected updates (28)/(35);
+* step sizes alpha_t = alpha0 / (1 + t / t0)^kappa with kappa in (0.5, 1], so that
+  sum alpha = inf and sum alpha^2 < inf, conditions (36).
+
+For Algorithm 1 the batch is (seed, WD) and the action is p_k / p_max (one entry); for
+Algorithm 2 the batch is (seed,) and the action is f^ser_i / f^ser_max (n entries).
+Actions are learned in these normalised units so one step size suits both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)), written with tanh so it never overflows or warns."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def step_size(t: int | np.ndarray, alpha0: float, t0: float, kappa: float) -> np.ndarray:
+    """Step size at block t; satisfies (36) for kappa in (0.5, 1]."""
+    return alpha0 / (1.0 + np.asarray(t, dtype=float) / t0) ** kappa
+
+
+def td_error(r, gamma, w, phi_now, phi_next):
+    """(24)/(31): r + gamma w^T phi(x~_{t+1}) - w^T phi(x~_t)."""
+    return r + gamma * np.sum(w * phi_next, axis=-1) - np.sum(w * phi_now, axis=-1)
+
+
+def gradients(delta, dr_da, gamma, w, v_a, phi_now, phi_next, exact: bool):
+    """Gradients of the squared TD error with respect to the action and the weights.
+
+    delta: (B,), dr_da: (B, A), w: (B, M), v_a: (B, M, A) feature weights on the
+    action, phi_*: (B, M). Returns (g_a (B, A), g_w (B, M)).
+
+    exact=True differentiates (24)/(31):
+        d(d^2)/da = 2 d [dr/da + sum_i w_i v_i,a (gamma phi'_{t+1,i} - phi'_{t,i})]
+        d(d^2)/dw = 2 d (gamma phi_{t+1} - phi_t)
+    exact=False follows the printed (26)/(33) and (27)/(34):
+        d [dr/da - sum_i w_i v_i,a (gamma phi'_{t+1,i} - phi'_{t,i})],  d (gamma phi_{t+1} - phi_t)
+    with phi' = phi (1 - phi).
+    """
+    slope = gamma * phi_next * (1.0 - phi_next) - phi_now * (1.0 - phi_now)  # (B, M)
+    s = np.einsum("...m,...ma->...a", w * slope, v_a)
+    dphi = gamma * phi_next - phi_now
+    d = delta[..., None]
+    if exact:
+        return 2.0 * d * (dr_da + s), 2.0 * d * dphi
+    return d * (dr_da - s), d * dphi
+
+
+class OnlineQ:
+    """A batch of independent parametric online Q-learners sharing one form.
+
+    v: (B..., M, A + D) fixed feature vectors (mu for WDs, nu for the server), the
+    first A columns multiplying the normalised action, the rest the state features.
+    """
+
+    def __init__(self, v: np.ndarray, n_action: int, action0: np.ndarray, w0: float,
+                 gamma: float, alpha0: float, t0: float, kappa: float, epsilon: float,
+                 patience: int, freeze: bool, limit: float, exact: bool):
+        self.v_a = np.ascontiguousarray(v[..., :n_action])
+        self.v_s = np.ascontiguousarray(v[..., n_action:])
+        batch = v.shape[:-2]
+        self.a = np.array(np.broadcast_to(action0, batch + (n_action,)), dtype=float)
+        self.w = np.full(v.shape[:-1], float(w0))
+        self.gamma, self.alpha0, self.t0, self.kappa = gamma, alpha0, t0, kappa
+        self.epsilon, self.patience, self.freeze, self.limit, self.exact = epsilon, patience, freeze, limit, exact
+        self.streak = np.zeros(batch, dtype=np.int64)
+        self.converged_at = np.full(batch, -1, dtype=np.int64)
+        self.diverged_at = np.full(batch, -1, dtype=np.int64)
+        self.frozen = np.zeros(batch, dtype=bool)
+        self._zs_now: np.ndarray | None = None
+
+    def state_logits(self, x: np.ndarray) -> np.ndarray:
+        """v_s . x for state features x (B..., D) -> (B..., M)."""
+        return np.einsum("...md,...d->...m", self.v_s, x)
+
+    def observe(self, x: np.ndarray) -> None:
+        """Record the state features of the current block."""
+        self._zs_now = self.state_logits(x)
+
+    def learn(self, t: int, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One update (28)/(35) after block t; returns (|TD error|, relative change)."""
+        zs_next = self.state_logits(x_next)
+        za = np.einsum("...ma,...a->...m", self.v_a, self.a)
+        phi_now = sigmoid(self._zs_now + za)
+        phi_next = sigmoid(zs_next + za)
+        delta = td_error(r, self.gamma, self.w, phi_now, phi_next)
+        g_a, g_w = gradients(delta, dr_da, self.gamma, self.w, self.v_a, phi_now, phi_next, self.exact)
+        alpha = float(step_size(t, self.alpha0, self.t0, self.kappa))
+        w_new = self.w - alpha * g_w  # (28b)/(35b)
+        a_new = np.clip(self.a - alpha * g_a, 0.0, 1.0)  # (28a)/(35a), projected on [0, max]
+        norm = np.linalg.norm(self.w, axis=-1)
+        step = np.linalg.norm(w_new - self.w, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = step / norm
+        new_norm = np.linalg.norm(w_new, axis=-1)
+        bad = ~(np.isfinite(new_norm) & np.isfinite(a_new).all(axis=-1) & np.isfinite(delta)) | (new_norm > self.limit)
+        live = (~self.frozen) & (self.diverged_at < 0)
+        newly_bad = live & bad
+        self.diverged_at[newly_bad] = t
+        ok = live & ~bad
+        self.w = np.where(ok[..., None], w_new, self.w)
+        self.a = np.where(ok[..., None], a_new, self.a)
+        rel = np.where(ok, rel, 0.0)
+        self.streak = np.where(ok & (rel <= self.epsilon), self.streak + 1, np.where(ok, 0, self.streak))
+        done = ok & (self.streak >= self.patience) & (self.converged_at < 0)
+        self.converged_at[done] = t
+        if self.freeze:
+            self.frozen |= done
+        self._zs_now = zs_next
+        return np.abs(np.where(np.isfinite(delta), delta, np.nan)), rel

@@ -1,0 +1,182 @@
+"""Command line: ``mecmodel simulate | schemes | params``.
+
+Bad input prints one line ``mecmodel: error: <field>: ...`` and exits with status 2,
+leaving no output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mecmodel", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"mecmodel {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="simulate one operating point and write a NetCDF file")
+    s.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
+    s.add_argument("--arrival-prob", type=str, default=None, help="arrival probability per slot, in (0, 1)")
+    s.add_argument("--gamma", type=str, default=None, help="discount factor, in (0, 1)")
+    s.add_argument("--scheme", default="proposed", help="scheme name (see 'mecmodel schemes')")
+    s.add_argument("--seeds", type=str, default="10", help="number of seeds (0..n-1), or a comma list of seed values")
+    s.add_argument("--blocks", type=str, default="2000", help="number of decision blocks")
+    s.add_argument("--preset", default="default", help="parameter preset: default or paper")
+    s.add_argument("--config", default=None, help="YAML file of parameter overrides")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one parameter (repeatable); the value is read as YAML")
+    s.add_argument("--per-device", action="store_true", help="also store per-WD series (adds the wd dim)")
+    s.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar (auto: only on a terminal)")
+    s.add_argument("-o", "--output", required=True, help="output NetCDF path")
+
+    g = sub.add_parser("aggregate", help="combine run files into one compressed dataset")
+    g.add_argument("inputs", nargs="+", help="run NetCDF files")
+    g.add_argument("-o", "--output", required=True, help="output NetCDF path")
+    g.add_argument("--experiment", default=None, help="experiment name stored in the attrs")
+    g.add_argument("--config-json", default=None, help="JSON text of the experiment's config, stored in the attrs")
+
+    f = sub.add_parser("plot", help="draw one figure from an aggregated dataset")
+    f.add_argument("figure", help="figure name (see mecmodel.plots.FIGURES)")
+    f.add_argument("input", help="aggregated NetCDF file")
+    f.add_argument("--png", required=True, help="output PNG path")
+    f.add_argument("--pdf", required=True, help="output PDF path")
+
+    sub.add_parser("schemes", help="list the schemes")
+    pp = sub.add_parser("params", help="list every model parameter with its default, unit and range")
+    pp.add_argument("--preset", default="default")
+    return p
+
+
+class _Fail(Exception):
+    pass
+
+
+def _number(name: str, text: str | None, kind: type):
+    if text is None:
+        return None
+    try:
+        if kind is int:
+            v = float(text)
+            if not v.is_integer():
+                raise ValueError
+            return int(v)
+        return float(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise _Fail(f"{name}: must be {what}, got {text!r}") from None
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from .params import ParamError, load_overrides, make_params
+
+    over: dict = {}
+    if a.config:
+        over.update(load_overrides(a.config))
+    for item in a.set:
+        if "=" not in item:
+            raise _Fail(f"--set: expected NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        over[k.strip()] = _yaml_value(v)
+    for name, text, kind in (("K", a.K, int), ("arrival_prob", a.arrival_prob, float), ("gamma", a.gamma, float)):
+        v = _number(name, text, kind)
+        if v is not None:
+            over[name] = v
+    if "," in a.seeds:
+        seeds: int | list[int] = [_number("seeds", s, int) for s in a.seeds.split(",")]
+    else:
+        seeds = _number("seeds", a.seeds, int)
+    blocks = _number("blocks", a.blocks, int)
+    if blocks < 1:
+        raise _Fail(f"blocks: must be an integer >= 1, got {blocks}")
+    P = make_params(a.preset, over)  # validate everything before any work
+    from .schemes import get_scheme
+    from .simulation import memory_estimate, seed_list
+
+    get_scheme(a.scheme)
+    n_seeds = len(seed_list(seeds))
+    memory_estimate(P, n_seeds, blocks, a.per_device)
+    if not a.output.endswith((".nc", ".nc4")):
+        raise _Fail(f"output: must end in .nc, got {a.output!r}")
+
+    import mecmodel
+    from .dataset import write_atomic
+
+    progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
+    try:
+        ds = mecmodel.simulate(scheme=a.scheme, seeds=seeds, blocks=blocks, preset=a.preset,
+                               overrides=P._overrides(), per_device=a.per_device, progress=progress)
+    except ParamError:
+        raise
+    write_atomic(ds, a.output)
+    return 0
+
+
+def cmd_aggregate(a: argparse.Namespace) -> int:
+    from .results import aggregate
+
+    aggregate(a.inputs, a.output, experiment=a.experiment, config_json=a.config_json)
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from .plots import plot
+
+    plot(a.figure, a.input, a.png, a.pdf)
+    return 0
+
+
+def cmd_schemes(a: argparse.Namespace) -> int:
+    from .schemes import SCHEMES
+
+    for s in SCHEMES.values():
+        tag = "paper" if s.in_paper else "reference"
+        print(f"{s.name:10s} {tag:10s} {s.description}")
+    return 0
+
+
+def cmd_params(a: argparse.Namespace) -> int:
+    from .params import FIELDS, make_params
+
+    P = make_params(a.preset)
+    print(f"{'name':22s} {'value':>12s}  {'unit':14s} {'allowed':34s} description")
+    for f in FIELDS:
+        v = P.values[f.name]
+        vs = f"{v:g}" if isinstance(v, float) else str(v)
+        print(f"{f.name:22s} {vs:>12s}  {f.unit:14s} {f.range_text():34s} {f.doc}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    from .params import ParamError
+
+    try:
+        cmds = {"simulate": cmd_simulate, "aggregate": cmd_aggregate, "plot": cmd_plot,
+                "schemes": cmd_schemes, "params": cmd_params}
+        return cmds[a.command](a)
+    except (ParamError, _Fail) as e:
+        print(f"mecmodel: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        print(f"mecmodel: error: output: cannot write {getattr(e, 'filename', '') or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Simulation output as an xarray Dataset with CF-style metadata, and atomic NetCDF I/O.
+
+Each run's Dataset has dims ``(K, arrival_prob, gamma, scheme, seed, block)`` where the
+first four have length one, so files of a sweep combine with ``xr.combine_by_coords``
+or ``xr.open_mfdataset`` with no glue code; ``ds.squeeze()`` gives scalar coords.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .params import FIELD_BY_NAME, Params, stable_hash
+
+POINT_DIMS = ("K", "arrival_prob", "gamma", "scheme")
+
+# name: (units, long_name)
+SERIES = {
+    "cost": ("1", "weighted cost per block, c(s_t) of (8)"),
+    "cost_server_queue": ("1", "server-queue term w1 q^ser of (8)"),
+    "cost_server_energy": ("1", "server-energy term w2 E^ser of (8)"),
+    "cost_wd_queue": ("1", "WD-queue term sum_k w3 q^wd_k of (8)"),
+    "cost_wd_energy": ("1", "WD-energy term sum_k w4 (E^wd_k + E^off_k) of (8)"),
+    "wd_queue_mean": ("cycle", "mean WD queue at the start of the block"),
+    "wd_queue_max": ("cycle", "largest WD queue at the start of the block"),
+    "server_queue": ("cycle", "server queue at the start of the block"),
+    "energy_local": ("J", "local computing energy summed over WDs, (2)"),
+    "energy_offload": ("J", "offloading energy summed over WDs, (5)"),
+    "energy_server": ("J", "server computing energy, (7)"),
+    "tx_power_mean": ("W", "mean transmit power over WDs, (4)"),
+    "offloaded_fraction": ("1", "share of the cycles served this block that were offloaded"),
+    "server_rate_mean": ("cycle s-1", "mean effective server CPU rate over the block's slots"),
+    "alg1_td_error": ("1", "Algorithm 1: |TD error| (24), mean over WDs"),
+    "alg1_rel_change": ("1", "Algorithm 1: ||theta_t+1 - theta_t|| / ||theta_t||, mean over WDs"),
+    "alg2_td_error": ("1", "Algorithm 2: |TD error| (31)"),
+    "alg2_rel_change": ("1", "Algorithm 2: ||eta_t+1 - eta_t|| / ||eta_t||"),
+}
+DEVICE = {
+    "wd_queue_k": ("cycle", "WD queue at the start of the block"),
+    "tx_power_k": ("W", "transmit power, (4)"),
+    "local_rate_k": ("cycle s-1", "local CPU rate f^wd (equal in every slot)"),
+    "offloaded_k": ("cycle", "back-end cycles offloaded"),
+}
+
+
+def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str, Any]):
+    """Assemble the Dataset from :func:`mecmodel.simulation.simulate_arrays` output."""
+    import xarray as xr
+
+    seeds = np.asarray(out["seeds"], dtype=np.int64)
+    lead = (1, 1, 1, 1)
+
+    def series(a):
+        return np.asarray(a, dtype=np.float32).reshape(lead + a.shape)
+
+    def per_seed(a, dtype=np.float64):
+        return np.asarray(a, dtype=dtype).reshape(lead + a.shape)
+
+    sdims = POINT_DIMS + ("seed", "block")
+    data = {k: (sdims, series(out["series"][k]), {"units": u, "long_name": n}) for k, (u, n) in SERIES.items()}
+    for k, (u, n) in DEVICE.items():
+        if k in out["device"]:
+            data[k] = (sdims + ("wd",), series(out["device"][k]), {"units": u, "long_name": n})
+    pdims = POINT_DIMS + ("seed",)
+    gamma = P.gamma
+    data.update({
+        "discounted_cost": (pdims, per_seed(out["discounted_cost"]),
+                            {"units": "1", "long_name": f"discounted sum cost (9a), sum_t gamma^t c_t over {blocks} blocks"}),
+        "average_cost": (pdims, per_seed(out["average_cost"]),
+                         {"units": "1", "long_name": f"long-run average cost per block over blocks >= {out['average_from']}"}),
+        "latency": (pdims, per_seed(out["latency"]),
+                    {"units": "s", "long_name": f"mean task latency by Little's law over blocks >= {out['average_from']}"}),
+    })
+    for k, v in out["work"].items():
+        data[f"work_{k}"] = (pdims, per_seed(v), {"units": "cycle", "long_name": {
+            "arrived": "cycles that arrived over the run",
+            "local": "cycles computed locally at the WDs",
+            "server": "cycles computed at the server",
+            "offloaded": "back-end cycles offloaded to the server",
+            "queued": "cycles still queued at the end (WDs and server)",
+        }[k]})
+    for alg in ("alg1", "alg2"):
+        a = out["agents"].get(alg)
+        nanv = np.full(len(seeds), np.nan)
+        who = "WDs" if alg == "alg1" else "server"
+        data[f"{alg}_converged_block_median"] = (pdims, per_seed(a["converged_block_median"] if a else nanv), {
+            "units": "block", "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: median block at which the {who} converged (NaN: not converged or not learning)"})
+        data[f"{alg}_converged_block_max"] = (pdims, per_seed(a["converged_block_max"] if a else nanv), {
+            "units": "block", "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: block at which the last of the {who} converged (NaN: not all converged)"})
+        data[f"{alg}_converged_fraction"] = (pdims, per_seed(a["converged_fraction"] if a else nanv), {
+            "units": "1", "long_name": f"share of the {who} that converged"})
+        data[f"{alg}_diverged_block"] = (pdims, per_seed(a["diverged_block"] if a else np.full(len(seeds), -1), np.int64), {
+            "units": "block", "long_name": f"first block at which a learner of the {who} diverged (-1: never)"})
+    div = np.zeros(len(seeds), dtype=bool)
+    for a in out["agents"].values():
+        div |= a["diverged_block"] >= 0
+    data["diverged"] = (pdims, per_seed(div.astype(np.int8), np.int8), {
+        "units": "1", "long_name": "1 where a learner diverged in this seed (its weights were frozen at the last finite values)",
+        "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "finite diverged"})
+
+    coords = {
+        "K": ("K", np.array([P.K], dtype=np.int64), {"units": "1", "long_name": "number of WDs"}),
+        "arrival_prob": ("arrival_prob", np.array([P.arrival_prob]), {"units": "1", "long_name": "task arrival probability per slot"}),
+        "gamma": ("gamma", np.array([gamma]), {"units": "1", "long_name": "discount factor"}),
+        "scheme": ("scheme", np.array([scheme], dtype=object), {"long_name": "offloading scheme"}),
+        "seed": ("seed", seeds, {"units": "1", "long_name": "random seed"}),
+        "block": ("block", np.arange(blocks, dtype=np.int64), {"units": "1", "long_name": "decision block index t"}),
+    }
+    if out["device"]:
+        coords["wd"] = ("wd", np.arange(P.K, dtype=np.int64), {"units": "1", "long_name": "WD index k"})
+    attrs = {
+        "title": "mecmodel simulation of sequential DNN task offloading",
+        "Conventions": "CF-1.10",
+        "source": f"mecmodel {__version__}",
+        "mecmodel_version": __version__,
+        "preset": P.preset,
+        "scheme": scheme,
+        "blocks": blocks,
+        "n_seeds": len(seeds),
+        "per_device": int(bool(out["device"])),
+        "model_hash": P.model_hash(),
+        "config_hash": stable_hash({"params": P.to_dict(), **run}),
+        "params_json": json.dumps(P.to_dict(), sort_keys=True),
+    }
+    for k, v in P.to_dict().items():
+        attrs[f"param_{k}"] = int(v) if isinstance(v, bool) else v
+    for k, f in FIELD_BY_NAME.items():
+        attrs[f"param_{k}_units"] = f.unit
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    return ds
+
+
+def encoding(ds) -> dict:
+    """zlib-compressed variables for NetCDF4."""
+    enc = {}
+    for name, var in ds.data_vars.items():
+        enc[name] = {"zlib": True, "complevel": 4}
+        if var.dtype.kind == "f":
+            enc[name]["_FillValue"] = np.nan
+    return enc
+
+
+def write_atomic(ds, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to NetCDF at ``path`` so that the final path only ever holds a complete file.
+
+    The file is written under a temporary name in the same folder, flushed to disk and
+    renamed over ``path``; on any error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding(ds))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path

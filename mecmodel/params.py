@@ -1,0 +1,259 @@
+"""Model parameters: one table of every field, two presets, validation and hashing.
+
+Every field carries its unit, its allowed range and where its value comes from
+(section VI of the paper, or a documented choice in ``docs/model.md``). A wrong
+value is rejected with :class:`ParamError`, whose message names the field and the
+allowed range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ParamError(ValueError):
+    """A parameter value or name is invalid; the message names the field and range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    name: str
+    default: Any
+    unit: str
+    doc: str
+    source: str
+    kind: type = float
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    paper: Any = None  # value in the ``paper`` preset when it differs from the default
+
+    def range_text(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        kind = "an integer" if self.kind is int else "a number"
+        if self.kind is bool:
+            return "true or false"
+        lo = "-inf" if self.lo is None else _fmt(self.lo)
+        hi = "inf" if self.hi is None else _fmt(self.hi)
+        left = "(" if (self.lo_open or self.lo is None) else "["
+        right = ")" if (self.hi_open or self.hi is None) else "]"
+        return f"{kind} in {left}{lo}, {hi}{right}"
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` converted to the field's type, or raise ParamError."""
+        bad = f"{self.name}: must be {self.range_text()}, got {value!r}"
+        if self.choices is not None:
+            if not isinstance(value, str) or value not in self.choices:
+                raise ParamError(bad)
+            return value
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ParamError(bad)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(bad)
+        if self.kind is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ParamError(bad)
+                value = int(value)
+        else:
+            value = float(value)
+        if not math.isfinite(value):
+            raise ParamError(bad)
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            raise ParamError(bad)
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            raise ParamError(bad)
+        return value
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+_P = "paper, section VI"
+_N = "not stated in the paper: see docs/model.md"
+
+FIELDS: tuple[Field, ...] = (
+    # --- the operating point (swept by the workflow) ---
+    Field("K", 20, "1", "number of wireless devices (WDs)", "paper, Figs. 6-9", int, 1, 100_000),
+    Field("arrival_prob", 0.4, "1", "task arrival probability per slot, lambda_k", _P, float, 0, 1, True, True),
+    Field("gamma", 0.9, "1", "discount factor of (9a)", _N, float, 0, 1, True, True),
+    # --- time and tasks ---
+    Field("n_slots", 5, "1", "slots per decision block, n", _P, int, 1, 1000),
+    Field("tau", 0.1, "s", "slot length, tau", _P, float, 0, 3600, True),
+    Field("task_cycles", 2e8, "cycle", "CPU cycles per DNN task, W", "paper prints 1e10; reduced so the system is stable (docs/model.md)", float, 1, 1e15, paper=1e10),
+    # --- radio ---
+    Field("cell_radius", 200.0, "m", "radius of the disc the WDs are dropped in", _P, float, 0, 1e5, True),
+    Field("min_distance", 10.0, "m", "smallest WD-BS distance (keeps the path loss finite)", _N, float, 0, 1e5, True),
+    Field("pathloss_a", 30.6, "dB", "path loss intercept: PL = a + b log10(d)", _P, float),
+    Field("pathloss_b", 37.6, "dB", "path loss slope per decade of distance", _P, float, 0),
+    Field("shadowing_db", 10.0, "dB", "log-normal shadowing standard deviation", _P, float, 0, 40),
+    Field("noise_dbw", -174.0, "dBW", "noise power at the BS over the band (-174 dBm/Hz x 1 MHz = -174 dBW)", _P, float, -300, 100),
+    Field("bandwidth", 1e6, "Hz", "bandwidth per WD, B_k", _P, float, 0, 1e12, True),
+    Field("snr_gap", 1.5, "1", "SNR gap of the MCS, Gamma", _P, float, 1, 1e6),
+    Field("zeta", 5e-3, "bit/cycle", "intermediate-output bits per remaining back-end cycle", _N, float, 0, 1e6, True, paper=5e-3),
+    Field("p_max", 0.2, "W", "largest WD transmit power (23 dBm)", _N, float, 0, 100, True),
+    # --- computing ---
+    Field("xi_wd", 1e-28, "J s2 cycle-3", "effective switched capacitance of a WD CPU, xi^wd", _P, float, 0, 1, True),
+    Field("xi_ser", 1e-29, "J s2 cycle-3", "effective switched capacitance of the server CPU, xi^ser", _P, float, 0, 1, True),
+    Field("f_wd_max", 1.5e9, "cycle s-1", "largest WD CPU rate, f^wd_max (9c)", _N, float, 0, 1e13, True),
+    Field("f_ser_max", 5e10, "cycle s-1", "largest server CPU rate, f^ser_max (9d)", _N, float, 0, 1e15, True),
+    Field("local_service", "fill", "", "how much a WD computes locally in a block (docs/model.md)", _N, str, choices=("fill", "single")),
+    # --- cost (8) ---
+    Field("w1", 1e-8, "cycle-1", "weight of the server queue in (8)", _N, float, 0),
+    Field("w2", 1.0, "J-1", "weight of the server energy in (8)", _N, float, 0),
+    Field("w3", 1e-8, "cycle-1", "weight of each WD queue in (8)", _N, float, 0),
+    Field("w4", 10.0, "J-1", "weight of each WD energy in (8)", _N, float, 0),
+    # --- learning (section V) ---
+    Field("M", 30, "1", "number of sigmoid features per agent", _P, int, 1, 10_000),
+    Field("feature_std", 2.0, "1", "mu, nu entries ~ N(0, (feature_std)^2 / dim)", _N, float, 0, 1e3, True),
+    Field("queue_scale", 10.0, "task", "queues enter the features as q / (W * queue_scale)", _N, float, 0, 1e12, True),
+    Field("gradient", "exact", "", "exact gradient of (24)/(31) or the printed (26)/(33)", _N, str, choices=("exact", "printed")),
+    Field("alpha0", 0.02, "1", "step size at block 0 (both algorithms)", _N, float, 0, 10, True),
+    Field("alpha_t0", 50.0, "block", "step size alpha_t = alpha0 / (1 + t / alpha_t0)^alpha_decay", _N, float, 0, 1e9, True),
+    Field("alpha_decay", 0.75, "1", "step-size decay exponent; (0.5, 1] satisfies (36)", _N, float, 0.5, 1, True, False),
+    Field("theta_init", 1.0, "1", "initial value of every entry of theta_k and eta", _N, float, -1e6, 1e6),
+    Field("p_init", 0.5, "1", "initial WD power as a fraction of p_max", _N, float, 0, 1),
+    Field("f_ser_init", 0.5, "1", "initial server rate as a fraction of f^ser_max", _N, float, 0, 1),
+    Field("epsilon", 1e-3, "1", "relative-change stopping tolerance", _P, float, 0, 1, True),
+    Field("patience", 10, "block", "blocks in a row the relative change must stay <= epsilon", _N, int, 1, 100_000),
+    Field("freeze_on_convergence", True, "", "stop updating an agent once it has converged", _N, bool),
+    Field("divergence_limit", 1e8, "1", "a weight norm above this (or non-finite) marks divergence", _N, float, 0, 1e300, True),
+    # --- randomised baselines ---
+    Field("even_fraction", 0.5, "1", "share of the partitioned task each WD offloads in 'even'", _N, float, 0, 1),
+    # --- reporting ---
+    Field("average_fraction", 0.5, "1", "long-run average cost is taken over this last share of blocks", _N, float, 0, 1, True, False),
+)
+
+FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name == "default":
+        return {f.name: f.default for f in FIELDS}
+    if name == "paper":
+        return {f.name: (f.default if f.paper is None else f.paper) for f in FIELDS}
+    raise ParamError(f"preset: must be one of 'default', 'paper', got {name!r}")
+
+
+PRESETS = ("default", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """Validated model parameters; build with :func:`make_params`."""
+
+    values: Mapping[str, Any]
+    preset: str = "default"
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def replace(self, **changes: Any) -> Params:
+        return make_params(self.preset, {**self._overrides(), **changes})
+
+    def _overrides(self) -> dict[str, Any]:
+        base = _preset(self.preset)
+        return {k: v for k, v in self.values.items() if base[k] != v}
+
+    def model_hash(self) -> str:
+        """Hash of everything but the swept point (K, arrival_prob, gamma)."""
+        skip = {"K", "arrival_prob", "gamma"}
+        return stable_hash({k: v for k, v in self.values.items() if k not in skip})
+
+    def offered_load(self) -> dict[str, float]:
+        """Offered work against capacity, in cycles per block (docs/model.md)."""
+        block = self.n_slots * self.tau
+        arrivals = self.K * self.arrival_prob * self.n_slots * self.task_cycles
+        local = self.K * self.f_wd_max * block
+        offload = self.K * self.task_cycles  # at most one back end per WD per block
+        server = self.f_ser_max * block
+        return {
+            "arrivals": arrivals,
+            "local_capacity": local,
+            "server_capacity": server,
+            "utilisation": arrivals / (local + min(server, offload)),
+        }
+
+
+def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Params:
+    """Start from ``preset`` and apply ``overrides``; every value is validated."""
+    values = _preset(preset)
+    for key, value in (overrides or {}).items():
+        if key not in FIELD_BY_NAME:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), list(FIELD_BY_NAME), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParamError(f"{key}: unknown parameter{hint}; see 'mecmodel params'")
+        values[key] = value
+    for f in FIELDS:
+        values[f.name] = f.check(values[f.name])
+    if values["min_distance"] >= values["cell_radius"]:
+        raise ParamError(
+            f"min_distance: must be smaller than cell_radius ({values['cell_radius']:g} m), "
+            f"got {values['min_distance']:g}"
+        )
+    return Params(values, preset)
+
+
+def load_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of parameter overrides (safe loader only)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ParamError(f"config: cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ParamError(f"config: {path} is not valid YAML ({e.__class__.__name__})") from None
+    if data is None:
+        raise ParamError(f"config: {path} is empty; expected a mapping of parameter: value")
+    if not isinstance(data, dict):
+        raise ParamError(f"config: {path} must hold a mapping of parameter: value, got {type(data).__name__}")
+    return data
+
+
+def stable_hash(obj: Any) -> str:
+    """Short SHA-256 of a canonical JSON rendering (floats by repr, keys sorted)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of the overrides mapping (used by the workflow's config schema)."""
+    props: dict[str, Any] = {}
+    for f in FIELDS:
+        if f.choices is not None:
+            props[f.name] = {"enum": list(f.choices), "description": f.doc}
+            continue
+        if f.kind is bool:
+            props[f.name] = {"type": "boolean", "description": f.doc}
+            continue
+        p: dict[str, Any] = {"type": "integer" if f.kind is int else "number", "description": f"{f.doc} [{f.unit}]"}
+        if f.lo is not None:
+            p["exclusiveMinimum" if f.lo_open else "minimum"] = f.lo
+        if f.hi is not None:
+            p["exclusiveMaximum" if f.hi_open else "maximum"] = f.hi
+        props[f.name] = p
+    return {"type": "object", "properties": props, "additionalProperties": False}

@@ -1,0 +1,136 @@
+"""Workload queues, energies and the per-block cost: pure functions of arrays.
+
+Queues are in CPU cycles and kept integer-valued (float64 holds integers exactly up
+to 2^53), so ``q mod W`` is exact and work conservation can be tested to the cycle.
+
+Work conservation (docs/model.md, note on (1) and (6)): the back end a WD offloads
+leaves the WD queue and joins the server queue, so every cycle that arrives is
+computed once, locally or at the server, or is still queued.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class WDService(NamedTuple):
+    local: np.ndarray  # cycles computed locally this block, sum_i f^wd_i tau
+    offload: np.ndarray  # back-end cycles offloaded, ([q - sum f tau]^+ mod W) of (6)
+    uncapped: np.ndarray  # True where the offload equals the power's capacity (d offload / d p = 1)
+    stuck: np.ndarray  # True where f^wd_max cannot finish the front end: nothing offloaded
+
+
+def head_remaining(q: np.ndarray, W: float) -> np.ndarray:
+    """Cycles left of the head-of-line task: q = head + N W with head in (0, W]; 0 if q = 0."""
+    return np.where(q > 0, q - W * (np.ceil(q / W) - 1.0), 0.0)
+
+
+def wd_service(q: np.ndarray, capacity: np.ndarray, W: float, local_max: float,
+               rule: str = "fill", binary: bool = False) -> WDService:
+    """Split one block's work at each WD into local computing and an offloaded back end.
+
+    ``capacity`` is the number of back-end cycles the commanded power can send in the
+    offloading slot (D / zeta, from (3)). The WD computes FIFO: whole tasks, then the
+    front end of one *partitioned* task whose back end (at most ``capacity``) is
+    offloaded, so the remainder ``(q - local) mod W`` of (1)/(6) is exactly the
+    offloaded back end.
+
+    rule="fill": the partitioned task is the furthest one the local CPU can reach
+    within ``local_max = n tau f^wd_max`` cycles (a WD may finish several tasks).
+    rule="single": the partitioned task is always the head (one task per block).
+    binary=True: the partitioned task's back end is offloaded whole or not at all.
+    """
+    q = np.asarray(q, dtype=float)
+    cap = np.floor(np.asarray(capacity, dtype=float))
+    head = head_remaining(q, W)
+    behind = np.where(q > 0, np.ceil(q / W) - 1.0, 0.0)  # whole tasks behind the head
+
+    # Partition the head (m = 0).
+    r0 = np.minimum(cap, head)
+    if binary:
+        r0 = np.where(cap >= head, head, 0.0)
+    l0 = head - r0
+    if rule == "single":
+        m_fill = np.zeros_like(q)
+    else:
+        # Partition task m >= 1: local = head + m W - rw with rw = min(cap, W).
+        rw = np.minimum(cap, W)
+        if binary:
+            rw = np.where(cap >= W, W, 0.0)
+        m_fill = np.clip(np.floor((local_max - head + rw) / W), 0.0, behind)
+    use_head = m_fill < 1.0
+    if rule == "single":
+        local, off, size = l0, r0, head
+    else:
+        local = np.where(use_head, l0, head + m_fill * W - rw)
+        off = np.where(use_head, r0, rw)
+        size = np.where(use_head, head, W)
+    stuck = (local > local_max) & (q > 0)
+    local = np.where(stuck, np.minimum(local_max, head), local)
+    off = np.where(stuck, 0.0, off)
+    uncapped = (~stuck) & (off == cap) & (off < size) & (q > 0)
+    if binary:
+        uncapped = np.zeros_like(stuck)
+    return WDService(local, off, uncapped, stuck)
+
+
+def wd_queue_next(q: np.ndarray, service: WDService, arrivals: np.ndarray, W: float) -> np.ndarray:
+    """Eq. (1), work-conserving: q' = [q - local - offloaded]^+ + sum_i beta_i W."""
+    return np.maximum(q - service.local - service.offload, 0.0) + arrivals * W
+
+
+def server_service(q_ser: np.ndarray, f_ser: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cycles the server computes in each slot and the effective rates (S, n).
+
+    The server runs slot i at f_i while work remains, so the effective rate is
+    min(f_i, remaining / tau): an idle server burns no energy in (7).
+    """
+    cum = np.cumsum(f_ser * tau, axis=-1)
+    done = np.minimum(cum, q_ser[..., None])
+    served = np.diff(done, axis=-1, prepend=0.0)
+    return served, served / tau
+
+
+def server_queue_next(q_ser: np.ndarray, served: np.ndarray, offloaded: np.ndarray) -> np.ndarray:
+    """Eq. (6): q^ser' = [q^ser - sum_i f^ser_i tau]^+ + sum_k offloaded back ends."""
+    return np.maximum(q_ser - served.sum(axis=-1), 0.0) + offloaded.sum(axis=-1)
+
+
+def local_energy(local_cycles: np.ndarray, n: int, tau: float, xi: float) -> np.ndarray:
+    """Eq. (2) with the local work spread evenly over the n slots (f_i = L / (n tau)).
+
+    Equal rates minimise the convex energy sum_i tau xi f_i^3 for a given total.
+    """
+    f = local_cycles / (n * tau)
+    return n * tau * xi * f**3
+
+
+def offload_energy(p_tx: np.ndarray, tau: float) -> np.ndarray:
+    """Eq. (5): E^off = tau p."""
+    return tau * p_tx
+
+
+def server_energy(f_eff: np.ndarray, tau: float, xi: float) -> np.ndarray:
+    """Eq. (7): E^ser = sum_i tau xi^ser f_i^3 over the slots (last axis)."""
+    return tau * xi * np.sum(f_eff**3, axis=-1)
+
+
+class CostTerms(NamedTuple):
+    server_queue: np.ndarray
+    server_energy: np.ndarray
+    wd_queue: np.ndarray
+    wd_energy: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.server_queue + self.server_energy + self.wd_queue + self.wd_energy
+
+
+def cost_terms(q_ser, e_ser, q_wd, e_wd, w1, w2, w3, w4) -> CostTerms:
+    """Eq. (8): c = w1 q^ser + w2 E^ser + sum_k (w3 q^wd_k + w4 E_k), term by term.
+
+    ``q_wd`` and ``e_wd`` have the device axis last; E_k = E^wd_k + E^off_k.
+    """
+    return CostTerms(w1 * q_ser, w2 * e_ser, w3 * q_wd.sum(axis=-1), w4 * e_wd.sum(axis=-1))
