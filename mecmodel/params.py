@@ -86,7 +86,7 @@ _N = "not stated in the paper: see docs/model.md"
 
 FIELDS: tuple[Field, ...] = (
     # --- the operating point (swept by the workflow) ---
-    Field("K", 20, "1", "number of wireless devices (WDs)", "paper, Figs. 6-9", int, 1, 100_000),
+    Field("K", 20, "1", "number of wireless devices (WDs)", "paper, Figs. 6-9", int, 1, 10_000_000),
     Field("arrival_prob", 0.4, "1", "task arrival probability per slot, lambda_k", _P, float, 0, 1, True, True),
     Field("gamma", 0.9, "1", "discount factor of (9a)", _N, float, 0, 1, True, True),
     # --- time and tasks ---
@@ -99,17 +99,17 @@ FIELDS: tuple[Field, ...] = (
     Field("pathloss_a", 30.6, "dB", "path loss intercept: PL = a + b log10(d)", _P, float),
     Field("pathloss_b", 37.6, "dB", "path loss slope per decade of distance", _P, float, 0),
     Field("shadowing_db", 10.0, "dB", "log-normal shadowing standard deviation", _P, float, 0, 40),
-    Field("noise_dbw", -174.0, "dBW", "noise power at the BS over the band (-174 dBm/Hz x 1 MHz = -174 dBW)", _P, float, -300, 100),
+    Field("noise_dbw", -144.0, "dBW", "noise power at the BS over the band", "paper prints -174 dBW; -174 dBm/Hz over 1 MHz is -144 dBW (docs/model.md)", float, -300, 100, paper=-174.0),
     Field("bandwidth", 1e6, "Hz", "bandwidth per WD, B_k", _P, float, 0, 1e12, True),
     Field("snr_gap", 1.5, "1", "SNR gap of the MCS, Gamma", _P, float, 1, 1e6),
-    Field("zeta", 5e-3, "bit/cycle", "intermediate-output bits per remaining back-end cycle", _N, float, 0, 1e6, True, paper=5e-3),
+    Field("zeta", 2e-3, "bit/cycle", "intermediate-output bits per remaining back-end cycle", _N, float, 0, 1e6, True),
     Field("p_max", 0.2, "W", "largest WD transmit power (23 dBm)", _N, float, 0, 100, True),
     # --- computing ---
     Field("xi_wd", 1e-28, "J s2 cycle-3", "effective switched capacitance of a WD CPU, xi^wd", _P, float, 0, 1, True),
     Field("xi_ser", 1e-29, "J s2 cycle-3", "effective switched capacitance of the server CPU, xi^ser", _P, float, 0, 1, True),
-    Field("f_wd_max", 1.5e9, "cycle s-1", "largest WD CPU rate, f^wd_max (9c)", _N, float, 0, 1e13, True),
+    Field("f_wd_max", 1e9, "cycle s-1", "largest WD CPU rate, f^wd_max (9c)", _N, float, 0, 1e13, True),
     Field("f_ser_max", 5e10, "cycle s-1", "largest server CPU rate, f^ser_max (9d)", _N, float, 0, 1e15, True),
-    Field("local_service", "fill", "", "how much a WD computes locally in a block (docs/model.md)", _N, str, choices=("fill", "single")),
+    Field("local_service", "mod_w", "", "which task a WD partitions and how much it computes locally (docs/model.md)", _N, str, choices=("head", "mod_w", "single")),
     # --- cost (8) ---
     Field("w1", 1e-8, "cycle-1", "weight of the server queue in (8)", _N, float, 0),
     Field("w2", 1.0, "J-1", "weight of the server energy in (8)", _N, float, 0),
@@ -125,7 +125,7 @@ FIELDS: tuple[Field, ...] = (
     Field("alpha_decay", 0.75, "1", "step-size decay exponent; (0.5, 1] satisfies (36)", _N, float, 0.5, 1, True, False),
     Field("theta_init", 1.0, "1", "initial value of every entry of theta_k and eta", _N, float, -1e6, 1e6),
     Field("p_init", 0.5, "1", "initial WD power as a fraction of p_max", _N, float, 0, 1),
-    Field("f_ser_init", 0.5, "1", "initial server rate as a fraction of f^ser_max", _N, float, 0, 1),
+    Field("f_ser_init", 0.2, "1", "initial server rate as a fraction of f^ser_max", _N, float, 0, 1),
     Field("epsilon", 1e-3, "1", "relative-change stopping tolerance", _P, float, 0, 1, True),
     Field("patience", 10, "block", "blocks in a row the relative change must stay <= epsilon", _N, int, 1, 100_000),
     Field("freeze_on_convergence", True, "", "stop updating an agent once it has converged", _N, bool),

@@ -17,9 +17,13 @@ import numpy as np
 
 class WDService(NamedTuple):
     local: np.ndarray  # cycles computed locally this block, sum_i f^wd_i tau
-    offload: np.ndarray  # back-end cycles offloaded, ([q - sum f tau]^+ mod W) of (6)
-    uncapped: np.ndarray  # True where the offload equals the power's capacity (d offload / d p = 1)
-    stuck: np.ndarray  # True where f^wd_max cannot finish the front end: nothing offloaded
+    offload: np.ndarray  # back-end cycles offloaded to the server this block
+    uncapped: np.ndarray  # True where the offload equals the power's capacity (d offload / d capacity = 1)
+    dlocal_doff: np.ndarray  # d local / d offload where uncapped: -1 (less local work) or 0 (CPU stays busy)
+    stuck: np.ndarray  # True where f^wd_max cannot finish the partitioned front end: nothing offloaded
+
+
+LOCAL_SERVICE = ("head", "mod_w", "single")
 
 
 def head_remaining(q: np.ndarray, W: float) -> np.ndarray:
@@ -28,52 +32,56 @@ def head_remaining(q: np.ndarray, W: float) -> np.ndarray:
 
 
 def wd_service(q: np.ndarray, capacity: np.ndarray, W: float, local_max: float,
-               rule: str = "fill", binary: bool = False) -> WDService:
+               rule: str = "mod_w", binary: bool = False) -> WDService:
     """Split one block's work at each WD into local computing and an offloaded back end.
 
     ``capacity`` is the number of back-end cycles the commanded power can send in the
-    offloading slot (D / zeta, from (3)). The WD computes FIFO: whole tasks, then the
-    front end of one *partitioned* task whose back end (at most ``capacity``) is
-    offloaded, so the remainder ``(q - local) mod W`` of (1)/(6) is exactly the
-    offloaded back end.
+    offloading slot (D / zeta, by (3)); ``local_max = n tau f^wd_max`` bounds the local
+    work (9c). One task per block is *partitioned*: its front end is computed locally and
+    its back end (at most ``capacity``) offloaded. Rules (docs/model.md, "local service"):
 
-    rule="fill": the partitioned task is the furthest one the local CPU can reach
-    within ``local_max = n tau f^wd_max`` cycles (a WD may finish several tasks).
-    rule="single": the partitioned task is always the head (one task per block).
-    binary=True: the partitioned task's back end is offloaded whole or not at all.
+    * ``head``: the head-of-line task is partitioned; the CPU then keeps computing the
+      following tasks FIFO up to ``local_max`` (a task left half-done stays at the head).
+    * ``mod_w``: the partitioned task is the furthest one the CPU can reach, so the
+      remainder ``(q - local) mod W`` of (1)/(6) is exactly the offloaded back end.
+    * ``single``: only the head task is served (the literal one-task-per-block reading).
+
+    ``binary=True`` offloads the partitioned task's remainder whole or not at all. If the
+    CPU cannot finish the partitioned front end within ``local_max`` the WD is *stuck*:
+    it computes ``local_max`` cycles of the head and offloads nothing.
     """
+    if rule not in LOCAL_SERVICE:
+        raise ValueError(f"local_service: must be one of {', '.join(LOCAL_SERVICE)}, got {rule!r}")
     q = np.asarray(q, dtype=float)
     cap = np.floor(np.asarray(capacity, dtype=float))
+    busy = q > 0
     head = head_remaining(q, W)
-    behind = np.where(q > 0, np.ceil(q / W) - 1.0, 0.0)  # whole tasks behind the head
 
-    # Partition the head (m = 0).
-    r0 = np.minimum(cap, head)
-    if binary:
-        r0 = np.where(cap >= head, head, 0.0)
-    l0 = head - r0
-    if rule == "single":
-        m_fill = np.zeros_like(q)
+    def back_end(size):
+        return np.where(cap >= size, size, 0.0) if binary else np.minimum(cap, size)
+
+    r0 = back_end(head)
+    if rule == "mod_w":
+        behind = np.where(busy, np.ceil(q / W) - 1.0, 0.0)  # whole tasks behind the head
+        rw = back_end(W)
+        # Partitioning task m >= 1 needs local = head + m W - rw <= local_max.
+        m = np.clip(np.floor((local_max - head + rw) / W), 0.0, behind)
+        first = m < 1.0
+        local = np.where(first, head - r0, head + m * W - rw)
+        off = np.where(first, r0, rw)
+        size = np.where(first, head, W)
     else:
-        # Partition task m >= 1: local = head + m W - rw with rw = min(cap, W).
-        rw = np.minimum(cap, W)
-        if binary:
-            rw = np.where(cap >= W, W, 0.0)
-        m_fill = np.clip(np.floor((local_max - head + rw) / W), 0.0, behind)
-    use_head = m_fill < 1.0
-    if rule == "single":
-        local, off, size = l0, r0, head
-    else:
-        local = np.where(use_head, l0, head + m_fill * W - rw)
-        off = np.where(use_head, r0, rw)
-        size = np.where(use_head, head, W)
-    stuck = (local > local_max) & (q > 0)
+        off, size = r0, head
+        local = head - r0 if rule == "single" else np.minimum(q - r0, local_max)
+    front_too_long = (head - r0) > local_max
+    stuck = busy & np.where(rule == "mod_w", local > local_max, front_too_long)
     local = np.where(stuck, np.minimum(local_max, head), local)
     off = np.where(stuck, 0.0, off)
-    uncapped = (~stuck) & (off == cap) & (off < size) & (q > 0)
+    uncapped = busy & ~stuck & (off == cap) & (off < size)
     if binary:
-        uncapped = np.zeros_like(stuck)
-    return WDService(local, off, uncapped, stuck)
+        uncapped = np.zeros_like(busy)
+    dlocal = np.where((rule == "head") & (local >= local_max), 0.0, -1.0)
+    return WDService(local, off, uncapped, dlocal, stuck)
 
 
 def wd_queue_next(q: np.ndarray, service: WDService, arrivals: np.ndarray, W: float) -> np.ndarray:

@@ -210,7 +210,8 @@ def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: 
             if exact:
                 dcap = channel.dbits_dp(h, p_cmd, P.bandwidth, P.snr_gap, tau) / P.zeta
                 f_loc = svc.local / (n * tau)
-                dr = P.w4 * P.p_max * svc.uncapped * (tau - 3.0 * P.xi_wd * f_loc**2 * dcap)
+                # dr/dp^ = w4 p_max [tau dp/dp + 3 xi f^2 (dL/dR) dR/dp] where the offload tracks p.
+                dr = P.w4 * P.p_max * svc.uncapped * (tau + 3.0 * P.xi_wd * f_loc**2 * svc.dlocal_doff * dcap)
             else:
                 dr = np.full((S, K), P.w4 * tau * P.p_max)  # (26) as printed
             td, rel = wd.agent.learn(t, r_wd, dr[..., None], wd_state(q_next, h_next, beta_next))

@@ -1,0 +1,529 @@
+"""The paper's figures (Figs. 6-9) and our gamma sweep, drawn with seaborn from an aggregated dataset.
+
+``plot(name, input, png, pdf)`` reads ``results/<experiment>.nc`` (runs combined with
+``xr.combine_by_coords``: dims ``K, arrival_prob, gamma, scheme, seed, block``) and writes the
+figure ``name`` (a key of :data:`FIGURES`) to both files atomically.
+
+Statistics: every curve is the mean over seeds; bands and error bars are the 95% Student-t
+confidence interval of that mean, mean +- t(0.975, n-1) s / sqrt(n) with n the number of seeds
+holding a finite value (no interval with one seed). NaN entries, left where an outer join filled
+missing combinations, are skipped. Runs in which a learner diverged stay in the means (their
+learners are frozen at finite weights); the legend counts them.
+
+The module imports only the standard library at import time; numpy, xarray, matplotlib and
+seaborn are imported inside the functions that need them, so listing :data:`FIGURES` is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .params import ParamError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import xarray as xr
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+SCHEME_ORDER = ("proposed", "binary", "even", "random", "local", "offload")
+REFERENCE_SCHEMES = ("local", "offload")
+POINT_DIMS = ("K", "arrival_prob", "gamma")
+CI_TEXT = "mean over seeds, 95% t-interval"
+MA_WINDOW = 25  # blocks in the moving average of cost_vs_block
+DPI = 200
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def mean_ci(a: np.ndarray, axis: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and Student-t confidence interval along ``axis``, ignoring NaN.
+
+    Returns ``(mean, lo, hi, n)``; where fewer than two finite values exist the bounds are NaN
+    (and the mean is NaN where there are none).
+    """
+    import numpy as np
+    from scipy import stats
+
+    a = np.asarray(a, dtype=float)
+    ok = np.isfinite(a)
+    n = ok.sum(axis=axis)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(np.where(ok, a, np.nan), axis=axis)
+        sd = np.nanstd(np.where(ok, a, np.nan), axis=axis, ddof=1)
+        q = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1))
+        half = np.where(n >= 2, q * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    return mean, mean - half, mean + half, n
+
+
+def moving_average(a: np.ndarray, window: int, axis: int = -1) -> np.ndarray:
+    """Trailing mean over the last ``window`` finite values along ``axis`` (shorter at the start)."""
+    import numpy as np
+
+    a = np.moveaxis(np.asarray(a, dtype=float), axis, -1)
+    ok = np.isfinite(a)
+    csum = np.cumsum(np.where(ok, a, 0.0), axis=-1)
+    ccnt = np.cumsum(ok, axis=-1)
+    pad = [(0, 0)] * (a.ndim - 1) + [(1, 0)]
+    csum, ccnt = np.pad(csum, pad), np.pad(ccnt, pad)
+    idx = np.arange(1, a.shape[-1] + 1)
+    lo = np.maximum(idx - window, 0)
+    s = csum[..., idx] - csum[..., lo]
+    c = ccnt[..., idx] - ccnt[..., lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(c > 0, s / np.maximum(c, 1), np.nan)
+    return np.moveaxis(out, -1, axis)
+
+
+# ----------------------------------------------------------------------------- styling
+
+
+def scheme_order(present) -> list[str]:
+    """The fixed order of the known schemes, then any other scheme alphabetically."""
+    present = [str(s) for s in present]
+    return [s for s in SCHEME_ORDER if s in present] + sorted(s for s in present if s not in SCHEME_ORDER)
+
+
+def scheme_style(name: str) -> dict[str, Any]:
+    """Colour, line style and marker of a scheme: the paper's four in colour, the references grey and dashed."""
+    import seaborn as sns
+
+    cb = sns.color_palette("colorblind")
+    styles = {
+        "proposed": {"color": cb[3], "linestyle": "-", "marker": "o", "linewidth": 2.0, "zorder": 6},
+        "binary": {"color": cb[0], "linestyle": "-", "marker": "s", "linewidth": 1.5, "zorder": 5},
+        "even": {"color": cb[2], "linestyle": "-", "marker": "^", "linewidth": 1.5, "zorder": 5},
+        "random": {"color": cb[1], "linestyle": "-", "marker": "D", "linewidth": 1.5, "zorder": 5},
+        "local": {"color": "0.55", "linestyle": (0, (5, 2)), "marker": "v", "linewidth": 1.2, "zorder": 3},
+        "offload": {"color": "0.3", "linestyle": (0, (2, 1.5)), "marker": "P", "linewidth": 1.2, "zorder": 3},
+    }
+    if name in styles:
+        return styles[name]
+    extra = sns.color_palette("dark", 10)
+    return {"color": extra[sum(map(ord, name)) % 10], "linestyle": "-.", "marker": "x", "linewidth": 1.2, "zorder": 4}
+
+
+def _setup() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+
+
+# ----------------------------------------------------------------------------- data selection
+
+
+def _require(ds: xr.Dataset, *names: str) -> None:
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise ParamError(f"input: the dataset lacks {', '.join(missing)} (not an aggregated mecmodel run?)")
+
+
+def _finite_any(da: xr.DataArray) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(da.values.astype(float)).any())
+
+
+def _fix_point(ds: xr.Dataset, var: str, prefer: dict[str, float | None], sweep: str | None = None) -> tuple[xr.Dataset, dict]:
+    """Reduce the point dims other than ``sweep`` to one value each.
+
+    Picks the value nearest the preferred one among those holding finite ``var`` data (the first
+    such value when there is no preference). Returns the reduced dataset and the chosen values.
+    """
+    import numpy as np
+
+    chosen: dict[str, Any] = {}
+    for dim in POINT_DIMS:
+        if dim == sweep:
+            continue
+        if dim not in ds.dims:
+            if dim in ds.coords:
+                chosen[dim] = ds[dim].item()
+            continue
+        vals = ds[dim].values
+        other = [d for d in ds[var].dims if d != dim]
+        has = np.isfinite(ds[var].astype(float)).any(dim=other).values if other else np.isfinite(ds[var].values)
+        cands = [i for i in range(len(vals)) if has[i]] or list(range(len(vals)))
+        want = prefer.get(dim)
+        i = cands[0] if want is None else min(cands, key=lambda j: abs(float(vals[j]) - want))
+        ds = ds.isel({dim: i})
+        chosen[dim] = vals[i].item() if hasattr(vals[i], "item") else vals[i]
+    return ds, chosen
+
+
+def _schemes(ds: xr.Dataset, var: str) -> list[str]:
+    """Schemes (in the fixed order) that hold any finite value of ``var``."""
+    if "scheme" not in ds.dims:
+        return [str(ds["scheme"].item())] if "scheme" in ds.coords else ["(scheme)"]
+    return [s for s in scheme_order(ds["scheme"].values) if _finite_any(ds[var].sel(scheme=s))]
+
+
+def _by_scheme(ds: xr.Dataset, var: str, scheme: str) -> xr.DataArray:
+    da = ds[var]
+    return da.sel(scheme=scheme) if "scheme" in da.dims else da
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _point_text(chosen: dict) -> str:
+    names = {"K": "K", "arrival_prob": "λ", "gamma": "γ"}
+    return ", ".join(f"{names[d]} = {_fmt(chosen[d])}" for d in POINT_DIMS if d in chosen)
+
+
+def _range_text(counts) -> str:
+    counts = sorted({int(c) for c in counts if c > 0})
+    if not counts:
+        return "0"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _preset(ds: xr.Dataset) -> str:
+    return str(ds.attrs.get("preset", "unknown"))
+
+
+def _attr_float(ds: xr.Dataset, name: str, default: float) -> float:
+    try:
+        return float(ds.attrs[name])
+    except (KeyError, TypeError, ValueError):
+        return default
+
+
+def _diverged(da: xr.DataArray | None) -> tuple[int, int]:
+    """(runs flagged diverged, runs with a flag) in ``da`` (the ``diverged`` var after selection)."""
+    import numpy as np
+
+    if da is None:
+        return 0, 0
+    v = da.values.astype(float)
+    return int((v == 1).sum()), int(np.isfinite(v).sum())
+
+
+def _label(ds: xr.Dataset, scheme: str, unit: str) -> tuple[str, int]:
+    label = scheme + (" (ref.)" if scheme in REFERENCE_SCHEMES else "")
+    if "diverged" not in ds.variables:
+        return label, 0
+    n_div, n_all = _diverged(_by_scheme(ds, "diverged", scheme))
+    if n_div:
+        label += f"\n  {n_div} of {n_all} {unit} diverged"
+    return label, n_div
+
+
+# ----------------------------------------------------------------------------- figure scaffolding
+
+
+def _new_figure(nrows: int, ncols: int, width: float, height: float, sharex: bool = True):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex)
+    return fig, axes
+
+
+def _finish(fig: Figure, title: str, subtitle: list[str], legend: tuple | None = None, footnote: str | None = None) -> Figure:
+    """Title, subtitle lines, an outside legend and a footnote; then lay the axes out beneath them."""
+    h = fig.get_figheight()
+    fig.suptitle(title, y=1 - 0.06 / h, va="top", fontsize=11, fontweight="bold")
+    fig.text(0.5, 1 - 0.32 / h, "\n".join(subtitle), ha="center", va="top", fontsize=8, color="0.2", linespacing=1.4)
+    top = 1 - (0.42 + 0.16 * len(subtitle)) / h
+    bottom = 0.0
+    if footnote:
+        fig.text(0.01, 0.01, footnote, ha="left", va="bottom", fontsize=7, color="0.3", style="italic")
+        bottom = (0.12 + 0.14 * (footnote.count("\n") + 1)) / h
+    fig.tight_layout(rect=(0, bottom, 1, top))
+    if legend is not None:
+        handles, labels = legend
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5 * (top + bottom)), frameon=False,
+                   title="scheme", fontsize=8, title_fontsize=8)
+    return fig
+
+
+def _stats_text(counts, blocks: int | None = None) -> str:
+    seeds = _range_text(counts)
+    word = "seed" if seeds == "1" else "seeds"
+    txt = f"{CI_TEXT} ({seeds} {word}" + (", no interval with 1 seed)" if seeds == "1" else ")")
+    return txt if blocks is None else f"{blocks} blocks · " + txt
+
+
+def _diverged_note(total: int) -> str | None:
+    if not total:
+        return None
+    return (f"{total} run(s) had a learner diverge; its weights were frozen at the last finite values, "
+            "and those runs are included in the means (see the legend).")
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def fig_convergence(ds: xr.Dataset) -> Figure:
+    """Fig. 6: relative weight change and |TD error| of Algorithms 1 and 2 vs block (K = 4, proposed)."""
+    import numpy as np
+
+    _require(ds, "alg1_rel_change", "alg2_rel_change", "alg1_td_error", "alg2_td_error")
+    ds, chosen = _fix_point(ds, "alg2_rel_change", {"K": 4, "arrival_prob": 0.4, "gamma": 0.9})
+    scheme = None
+    if "scheme" in ds.dims:
+        present = _schemes(ds, "alg2_rel_change")
+        learning = [s for s in present if _finite_any(ds["alg1_rel_change"].sel(scheme=s))]
+        scheme = "proposed" if "proposed" in learning else (learning or present or [str(ds.scheme.values[0])])[0]
+        ds = ds.sel(scheme=scheme)
+    elif "scheme" in ds.coords:
+        scheme = str(ds["scheme"].item())
+    eps = _attr_float(ds, "param_epsilon", 1e-3)
+    patience = ds.attrs.get("param_patience")
+    blocks = ds.sizes.get("block", 0)
+    x = ds["block"].values if "block" in ds.coords else np.arange(blocks)
+    fig, axes = _new_figure(2, 2, 9.0, 6.2)
+    counts: list[int] = []
+    n_div_total = 0
+    rows = (("alg1", "Algorithm 1 (WDs, mean over WDs)", "WDs"), ("alg2", "Algorithm 2 (server)", "server"))
+    for r, (alg, name, who) in enumerate(rows):
+        rel = ds[f"{alg}_rel_change"].transpose("seed", "block").values
+        td = ds[f"{alg}_td_error"].transpose("seed", "block").values
+        conv_med = ds[f"{alg}_converged_block_median"].values.astype(float)
+        conv_frac = ds[f"{alg}_converged_fraction"].values.astype(float)
+        n_seeds = int(np.isfinite(rel).any(axis=1).sum())
+        for c, (data, ylabel) in enumerate(((rel, r"relative change $\|w_{t+1}-w_t\| / \|w_t\|$"),
+                                            (td, r"TD error $|\delta_t|$"))):
+            ax = axes[r, c]
+            ax.set_yscale("log")
+            ax.set_title(f"{name}: {'relative parameter change' if c == 0 else 'TD error'}", fontsize=9)
+            ax.set_ylabel(ylabel)
+            if r == 1:
+                ax.set_xlabel("block t")
+            if not np.isfinite(data).any():
+                ax.text(0.5, 0.5, f"no learning at the {who}\nin scheme {scheme}", transform=ax.transAxes,
+                        ha="center", va="center", color="0.3")
+                continue
+            mean, lo, hi, n = mean_ci(data, axis=0)
+            counts.extend(np.unique(n[n > 0]))
+            pos = mean > 0  # frozen (converged) learners report 0 change: log scale cannot show it
+            floor = np.nanmin(mean[pos]) / 3 if pos.any() else 1e-12
+            st = scheme_style(scheme or "")
+            ax.fill_between(x, np.where(pos, np.maximum(np.nan_to_num(lo, nan=floor), floor), np.nan),
+                            np.where(pos, hi, np.nan), color=st["color"], alpha=0.2, linewidth=0)
+            ax.plot(x, np.where(pos, mean, np.nan), color=st["color"], linewidth=1.0, label="mean over seeds")
+            ymin = floor
+            if c == 0:
+                ax.axhline(eps, color="k", linestyle=":", linewidth=1.2, label=f"tolerance ε = {eps:g}")
+                ymin = min(floor, eps / 3)
+            ok = np.isfinite(conv_med)
+            if ok.any():
+                med = float(np.median(conv_med[ok]))
+                n_all = int((conv_frac == 1).sum())
+                all_txt = "all WDs converged" if alg == "alg1" else "converged"
+                ax.axvline(med, color="0.25", linestyle="--", linewidth=1.0,
+                           label=f"converged at block {med:.0f} (median over seeds);\n{all_txt} in {n_all}/{n_seeds} seeds")
+            else:
+                ax.plot([], [], " ", label=f"not converged in any of {n_seeds} seeds")
+            ax.set_ylim(bottom=ymin)
+            ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+        if "diverged" in ds.variables and f"{alg}_diverged_block" in ds.variables:
+            d = ds[f"{alg}_diverged_block"].values.astype(float)
+            n_div = int((d >= 0).sum())
+            if n_div:
+                n_div_total += n_div
+                axes[r, 0].set_title(axes[r, 0].get_title() + f" — {n_div} seed(s) diverged", fontsize=9, color="C3")
+    cond = "ε" + (f" for {int(patience)} blocks in a row" if patience is not None else "")
+    sub = [
+        f"preset {_preset(ds)} · scheme {scheme} · {_point_text(chosen)} · {_stats_text(counts, blocks)}",
+        f"converged = relative change ≤ {cond}; zero change (frozen after convergence) is not drawn on the log scale",
+    ]
+    return _finish(fig, "Fig. 6 — convergence of Algorithms 1 and 2", sub, footnote=_diverged_note(n_div_total))
+
+
+def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
+    """Fig. 7: weighted cost per block vs block, trailing moving average, for each scheme (K = 20)."""
+    import numpy as np
+
+    _require(ds, "cost")
+    ds, chosen = _fix_point(ds, "cost", {"K": 20, "arrival_prob": 0.4, "gamma": 0.9})
+    blocks = ds.sizes.get("block", 0)
+    window = MA_WINDOW if blocks >= 4 * MA_WINDOW else max(1, blocks // 4)
+    x = ds["block"].values
+    fig, axes = _new_figure(1, 1, 7.0, 4.4)
+    ax = axes[0, 0]
+    handles, labels, counts, n_div_total = [], [], [], 0
+    for s in _schemes(ds, "cost"):
+        cost = _by_scheme(ds, "cost", s).transpose("seed", "block").values
+        mean, lo, hi, n = mean_ci(moving_average(cost, window, axis=1), axis=0)
+        counts.extend(np.unique(n[n > 0]))
+        st = scheme_style(s)
+        ax.fill_between(x, lo, hi, color=st["color"], alpha=0.18, linewidth=0, zorder=st["zorder"] - 1)
+        (line,) = ax.plot(x, mean, color=st["color"], linestyle=st["linestyle"], linewidth=st["linewidth"],
+                          zorder=st["zorder"])
+        label, n_div = _label(ds, s, "seeds")
+        n_div_total += n_div
+        handles.append(line)
+        labels.append(label)
+    ax.set_xlabel("block t")
+    ax.set_ylabel(f"weighted cost per block $c(s_t)$\n({window}-block moving average)")
+    if len(x):
+        ax.set_xlim(x[0], x[-1])
+    sub = [
+        f"metric: weighted cost per block (8) · preset {_preset(ds)} · {_point_text(chosen)}",
+        f"{_stats_text(counts, blocks)} band · trailing moving average over {window} blocks, per seed before averaging",
+    ]
+    return _finish(fig, "Fig. 7 — cost per block vs block", sub, (handles, labels), _diverged_note(n_div_total))
+
+
+def _sweep(ds: xr.Dataset, sweep: str, prefer: dict, title: str, xlabel: str,
+           panels: tuple[tuple[str, str, bool], ...], log_x: bool = False) -> Figure:
+    """Shared body of Figs. 8-9 and the gamma sweep: one panel per (var, ylabel, log y)."""
+    import numpy as np
+
+    _require(ds, sweep, *(p[0] for p in panels))
+    if sweep not in ds.dims:
+        ds = ds.expand_dims(sweep)
+    ds, chosen = _fix_point(ds, panels[0][0], prefer, sweep=sweep)
+    fig, axes = _new_figure(1, len(panels), 4.6 * len(panels), 4.0, sharex=True)
+    handles, labels, counts, n_div_total = [], [], [], 0
+    schemes = _schemes(ds, panels[0][0])
+    xs_all: set = set()
+    for j, (var, ylabel, logy) in enumerate(panels):
+        ax = axes[0, j]
+        for s in schemes:
+            da = _by_scheme(ds, var, s).transpose(sweep, "seed")
+            xv = da[sweep].values.astype(float)
+            mean, lo, hi, n = mean_ci(da.values, axis=1)
+            keep = n > 0  # outer-join holes: no run at this point
+            if not keep.any():
+                continue
+            counts.extend(np.unique(n[keep]))
+            xs_all.update(xv[keep].tolist())
+            st = scheme_style(s)
+            err = np.vstack([mean - lo, hi - mean])[:, keep]
+            cont = ax.errorbar(xv[keep], mean[keep], yerr=np.nan_to_num(err), color=st["color"],
+                               linestyle=st["linestyle"], linewidth=st["linewidth"], marker=st["marker"],
+                               markersize=4.5, capsize=3, elinewidth=1.0, zorder=st["zorder"])
+            if j == 0:
+                label, n_div = _label(ds, s, "runs")
+                n_div_total += n_div
+                handles.append(cont.lines[0])
+                labels.append(label)
+        if logy:
+            ax.set_yscale("log")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel.split("\n")[0], fontsize=9)
+    if xs_all and len(xs_all) <= 12:
+        xt = sorted(xs_all)
+        axes[0, 0].set_xticks(xt, [_fmt(v) if not float(v).is_integer() else str(int(v)) for v in xt])
+    blocks = ds.sizes.get("block")
+    if blocks is None:
+        blocks = ds.attrs.get("blocks")
+    frac = _attr_float(ds, "param_average_fraction", 0.5)
+    gamma = chosen.get("gamma")
+    disc = "discounted sum cost (9a), Σ γ^t c_t" + (f" with γ = {_fmt(gamma)}" if gamma is not None else "")
+    sub = [
+        f"metrics: {disc}; average cost per block over the last {frac:.0%} of the blocks",
+        f"preset {_preset(ds)} · {_point_text(chosen) or 'all points'} · "
+        + _stats_text(counts, int(blocks) if blocks is not None else None) + " error bars",
+    ]
+    return _finish(fig, title, sub, (handles, labels), _diverged_note(n_div_total))
+
+
+def fig_cost_vs_arrival(ds: xr.Dataset) -> Figure:
+    """Fig. 8: discounted and average cost vs arrival probability (K = 50)."""
+    return _sweep(ds, "arrival_prob", {"K": 50, "gamma": 0.9}, "Fig. 8 — cost vs task arrival probability",
+                  "arrival probability per slot λ",
+                  (("discounted_cost", "discounted sum cost", False), ("average_cost", "average cost per block", False)))
+
+
+def fig_cost_vs_K(ds: xr.Dataset) -> Figure:
+    """Fig. 9: discounted and average cost vs number of WDs K, log y as in the paper."""
+    return _sweep(ds, "K", {"arrival_prob": 0.4, "gamma": 0.9}, "Fig. 9 — cost vs number of WDs",
+                  "number of WDs K",
+                  (("discounted_cost", "discounted sum cost", True), ("average_cost", "average cost per block", True)))
+
+
+def fig_cost_vs_gamma(ds: xr.Dataset) -> Figure:
+    """Our addition: discounted cost (scales like 1/(1-gamma), log y) and average cost vs gamma."""
+    return _sweep(ds, "gamma", {"K": 20, "arrival_prob": 0.4}, "Cost vs discount factor γ (not in the paper)",
+                  "discount factor γ",
+                  (("discounted_cost", "discounted sum cost\n(grows like 1/(1-γ): not comparable across γ)", True),
+                   ("average_cost", "average cost per block", False)))
+
+
+FIGURES: dict[str, Callable[[Any], Any]] = {
+    "convergence": fig_convergence,
+    "cost_vs_block": fig_cost_vs_block,
+    "cost_vs_arrival": fig_cost_vs_arrival,
+    "cost_vs_K": fig_cost_vs_K,
+    "cost_vs_gamma": fig_cost_vs_gamma,
+}
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _check_name(name: str) -> Callable:
+    try:
+        return FIGURES[name]
+    except KeyError:
+        raise ParamError(f"figure: must be one of {', '.join(FIGURES)}, got {name!r}") from None
+
+
+def build_figure(name: str, ds: xr.Dataset) -> Figure:
+    """The matplotlib Figure of ``name`` for the dataset ``ds`` (not saved)."""
+    func = _check_name(name)
+    _setup()
+    return func(ds)
+
+
+def _save_atomic(fig: Figure, targets: list[tuple[Path, str]]) -> None:
+    """Render to temporary names beside the targets, then rename: a failure leaves no final file."""
+    tmps: list[str] = []
+    try:
+        for path, fmt in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            os.close(fd)
+            tmps.append(tmp)
+            meta = {"CreationDate": None} if fmt == "pdf" else {}  # keep the PDF bytes reproducible
+            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.08, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        for (path, _), tmp in zip(targets, tmps, strict=True):
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+
+def plot(name: str, input_path: str | os.PathLike, png_path: str | os.PathLike, pdf_path: str | os.PathLike) -> None:
+    """Draw figure ``name`` from the aggregated NetCDF ``input_path`` into a PNG and a PDF."""
+    _check_name(name)
+    png, pdf = Path(png_path), Path(pdf_path)
+    if png.suffix.lower() != ".png":
+        raise ParamError(f"png: must end in .png, got {str(png_path)!r}")
+    if pdf.suffix.lower() != ".pdf":
+        raise ParamError(f"pdf: must end in .pdf, got {str(pdf_path)!r}")
+    if not Path(input_path).is_file():
+        raise ParamError(f"input: no such file: {str(input_path)!r}")
+    import xarray as xr
+
+    try:
+        ds = xr.open_dataset(input_path)
+    except (OSError, ValueError) as e:
+        raise ParamError(f"input: cannot read {str(input_path)!r} as NetCDF: {e}") from None
+    with ds:
+        fig = build_figure(name, ds)
+    _save_atomic(fig, [(png, "png"), (pdf, "pdf")])
