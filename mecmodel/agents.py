@@ -64,9 +64,22 @@ class OnlineQ:
     first A columns multiplying the normalised action, the rest the state features.
     """
 
-    def __init__(self, v: np.ndarray, n_action: int, action0: np.ndarray, w0: float,
-                 gamma: float, alpha0: float, t0: float, kappa: float, epsilon: float,
-                 patience: int, freeze: bool, limit: float, exact: bool):
+    def __init__(
+        self,
+        v: np.ndarray,
+        n_action: int,
+        action0: np.ndarray,
+        w0: float,
+        gamma: float,
+        alpha0: float,
+        t0: float,
+        kappa: float,
+        epsilon: float,
+        patience: int,
+        freeze: bool,
+        limit: float,
+        exact: bool,
+    ):
         self.v_a = np.ascontiguousarray(v[..., :n_action])
         self.v_s = np.ascontiguousarray(v[..., n_action:])
         batch = v.shape[:-2]

@@ -22,8 +22,9 @@ def drop_users(rng: np.random.Generator, K: int, radius: float, min_distance: fl
     return np.sqrt(u * (radius**2 - min_distance**2) + min_distance**2)
 
 
-def large_scale_gain(distance: np.ndarray, shadow_std_normal: np.ndarray, a: float, b: float,
-                     shadowing_db: float, noise_dbw: float) -> np.ndarray:
+def large_scale_gain(
+    distance: np.ndarray, shadow_std_normal: np.ndarray, a: float, b: float, shadowing_db: float, noise_dbw: float
+) -> np.ndarray:
     """Mean channel gain over noise (W^-1): path loss a + b log10(d) dB plus shadowing (section VI)."""
     loss_db = a + b * np.log10(distance) + shadowing_db * shadow_std_normal
     return 10.0 ** ((-loss_db - noise_dbw) / 10.0)
@@ -31,7 +32,7 @@ def large_scale_gain(distance: np.ndarray, shadow_std_normal: np.ndarray, a: flo
 
 def rate(h: np.ndarray, p: np.ndarray, bandwidth: float, snr_gap: float) -> np.ndarray:
     """Eq. (3): r = B log2(1 + h p / Gamma), bits/s, h normalised by the noise power."""
-    return bandwidth * np.log2(1.0 + h * p / snr_gap)
+    return bandwidth * np.log1p(h * p / snr_gap) / LN2  # log1p: exact at tiny SNR
 
 
 def bits_per_slot(h: np.ndarray, p: np.ndarray, bandwidth: float, snr_gap: float, tau: float) -> np.ndarray:

@@ -27,11 +27,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--blocks", type=str, default="2000", help="number of decision blocks")
     s.add_argument("--preset", default="default", help="parameter preset: default or paper")
     s.add_argument("--config", default=None, help="YAML file of parameter overrides")
-    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override one parameter (repeatable); the value is read as YAML")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter (repeatable); the value is read as YAML",
+    )
     s.add_argument("--per-device", action="store_true", help="also store per-WD series (adds the wd dim)")
-    s.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
-                   help="progress bar (auto: only on a terminal)")
+    s.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: only on a terminal)"
+    )
     s.add_argument("-o", "--output", required=True, help="output NetCDF path")
 
     g = sub.add_parser("aggregate", help="combine run files into one compressed dataset")
@@ -49,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schemes", help="list the schemes")
     pp = sub.add_parser("params", help="list every model parameter with its default, unit and range")
     pp.add_argument("--preset", default="default")
+    pp.add_argument("--markdown", action="store_true", help="print a Markdown table (used in docs/model.md)")
     return p
 
 
@@ -81,7 +88,7 @@ def _yaml_value(text: str):
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from .params import ParamError, load_overrides, make_params
+    from .params import load_overrides, make_params
 
     over: dict = {}
     if a.config:
@@ -113,15 +120,23 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         raise _Fail(f"output: must end in .nc, got {a.output!r}")
 
     import mecmodel
+
     from .dataset import write_atomic
 
     progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
+    ds = mecmodel.simulate(
+        scheme=a.scheme,
+        seeds=seeds,
+        blocks=blocks,
+        preset=a.preset,
+        overrides=P._overrides(),
+        per_device=a.per_device,
+        progress=progress,
+    )
     try:
-        ds = mecmodel.simulate(scheme=a.scheme, seeds=seeds, blocks=blocks, preset=a.preset,
-                               overrides=P._overrides(), per_device=a.per_device, progress=progress)
-    except ParamError:
-        raise
-    write_atomic(ds, a.output)
+        write_atomic(ds, a.output)
+    except OSError as e:
+        raise _Fail(f"output: cannot write {a.output}: {e.strerror or e}") from None
     return 0
 
 
@@ -152,11 +167,24 @@ def cmd_params(a: argparse.Namespace) -> int:
     from .params import FIELDS, make_params
 
     P = make_params(a.preset)
+
+    def show(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    if a.markdown:
+        print("| name | default | paper preset | unit | allowed | meaning | source |")
+        print("|---|---|---|---|---|---|---|")
+        paper = make_params("paper")
+        for f in FIELDS:
+            pv = paper.values[f.name]
+            ps = show(pv) if pv != P.values[f.name] else "same"
+            print(
+                f"| `{f.name}` | {show(P.values[f.name])} | {ps} | {f.unit} | {f.range_text()} | {f.doc} | {f.source} |"
+            )
+        return 0
     print(f"{'name':22s} {'value':>12s}  {'unit':14s} {'allowed':34s} description")
     for f in FIELDS:
-        v = P.values[f.name]
-        vs = f"{v:g}" if isinstance(v, float) else str(v)
-        print(f"{f.name:22s} {vs:>12s}  {f.unit:14s} {f.range_text():34s} {f.doc}")
+        print(f"{f.name:22s} {show(P.values[f.name]):>12s}  {f.unit:14s} {f.range_text():34s} {f.doc}")
     return 0
 
 
@@ -165,8 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .params import ParamError
 
     try:
-        cmds = {"simulate": cmd_simulate, "aggregate": cmd_aggregate, "plot": cmd_plot,
-                "schemes": cmd_schemes, "params": cmd_params}
+        cmds = {
+            "simulate": cmd_simulate,
+            "aggregate": cmd_aggregate,
+            "plot": cmd_plot,
+            "schemes": cmd_schemes,
+            "params": cmd_params,
+        }
         return cmds[a.command](a)
     except (ParamError, _Fail) as e:
         print(f"mecmodel: error: {e}", file=sys.stderr)
@@ -174,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except OSError as e:
-        print(f"mecmodel: error: output: cannot write {getattr(e, 'filename', '') or ''}: {e.strerror or e}", file=sys.stderr)
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"mecmodel: error: {a.command}: I/O failed{where}: {e.strerror or e}", file=sys.stderr)
         return 1
 
 

@@ -69,44 +69,91 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
             data[k] = (sdims + ("wd",), series(out["device"][k]), {"units": u, "long_name": n})
     pdims = POINT_DIMS + ("seed",)
     gamma = P.gamma
-    data.update({
-        "discounted_cost": (pdims, per_seed(out["discounted_cost"]),
-                            {"units": "1", "long_name": f"discounted sum cost (9a), sum_t gamma^t c_t over {blocks} blocks"}),
-        "average_cost": (pdims, per_seed(out["average_cost"]),
-                         {"units": "1", "long_name": f"long-run average cost per block over blocks >= {out['average_from']}"}),
-        "latency": (pdims, per_seed(out["latency"]),
-                    {"units": "s", "long_name": f"mean task latency by Little's law over blocks >= {out['average_from']}"}),
-    })
+    data.update(
+        {
+            "discounted_cost": (
+                pdims,
+                per_seed(out["discounted_cost"]),
+                {"units": "1", "long_name": f"discounted sum cost (9a), sum_t gamma^t c_t over {blocks} blocks"},
+            ),
+            "average_cost": (
+                pdims,
+                per_seed(out["average_cost"]),
+                {"units": "1", "long_name": f"long-run average cost per block over blocks >= {out['average_from']}"},
+            ),
+            "latency": (
+                pdims,
+                per_seed(out["latency"]),
+                {"units": "s", "long_name": f"mean task latency by Little's law over blocks >= {out['average_from']}"},
+            ),
+        }
+    )
     for k, v in out["work"].items():
-        data[f"work_{k}"] = (pdims, per_seed(v), {"units": "cycle", "long_name": {
-            "arrived": "cycles that arrived over the run",
-            "local": "cycles computed locally at the WDs",
-            "server": "cycles computed at the server",
-            "offloaded": "back-end cycles offloaded to the server",
-            "queued": "cycles still queued at the end (WDs and server)",
-        }[k]})
+        data[f"work_{k}"] = (
+            pdims,
+            per_seed(v),
+            {
+                "units": "cycle",
+                "long_name": {
+                    "arrived": "cycles that arrived over the run",
+                    "local": "cycles computed locally at the WDs",
+                    "server": "cycles computed at the server",
+                    "offloaded": "back-end cycles offloaded to the server",
+                    "queued": "cycles still queued at the end (WDs and server)",
+                }[k],
+            },
+        )
     for alg in ("alg1", "alg2"):
         a = out["agents"].get(alg)
         nanv = np.full(len(seeds), np.nan)
         who = "WDs" if alg == "alg1" else "server"
-        data[f"{alg}_converged_block_median"] = (pdims, per_seed(a["converged_block_median"] if a else nanv), {
-            "units": "block", "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: median block at which the {who} converged (NaN: not converged or not learning)"})
-        data[f"{alg}_converged_block_max"] = (pdims, per_seed(a["converged_block_max"] if a else nanv), {
-            "units": "block", "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: block at which the last of the {who} converged (NaN: not all converged)"})
-        data[f"{alg}_converged_fraction"] = (pdims, per_seed(a["converged_fraction"] if a else nanv), {
-            "units": "1", "long_name": f"share of the {who} that converged"})
-        data[f"{alg}_diverged_block"] = (pdims, per_seed(a["diverged_block"] if a else np.full(len(seeds), -1), np.int64), {
-            "units": "block", "long_name": f"first block at which a learner of the {who} diverged (-1: never)"})
+        data[f"{alg}_converged_block_median"] = (
+            pdims,
+            per_seed(a["converged_block_median"] if a else nanv),
+            {
+                "units": "block",
+                "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: median block at which the {who} converged (NaN: not converged or not learning)",
+            },
+        )
+        data[f"{alg}_converged_block_max"] = (
+            pdims,
+            per_seed(a["converged_block_max"] if a else nanv),
+            {
+                "units": "block",
+                "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: block at which the last of the {who} converged (NaN: not all converged)",
+            },
+        )
+        data[f"{alg}_converged_fraction"] = (
+            pdims,
+            per_seed(a["converged_fraction"] if a else nanv),
+            {"units": "1", "long_name": f"share of the {who} that converged"},
+        )
+        data[f"{alg}_diverged_block"] = (
+            pdims,
+            per_seed(a["diverged_block"] if a else np.full(len(seeds), -1), np.int64),
+            {"units": "block", "long_name": f"first block at which a learner of the {who} diverged (-1: never)"},
+        )
     div = np.zeros(len(seeds), dtype=bool)
     for a in out["agents"].values():
         div |= a["diverged_block"] >= 0
-    data["diverged"] = (pdims, per_seed(div.astype(np.int8), np.int8), {
-        "units": "1", "long_name": "1 where a learner diverged in this seed (its weights were frozen at the last finite values)",
-        "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "finite diverged"})
+    data["diverged"] = (
+        pdims,
+        per_seed(div.astype(np.int8), np.int8),
+        {
+            "units": "1",
+            "long_name": "1 where a learner diverged in this seed (its weights were frozen at the last finite values)",
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "finite diverged",
+        },
+    )
 
     coords = {
         "K": ("K", np.array([P.K], dtype=np.int64), {"units": "1", "long_name": "number of WDs"}),
-        "arrival_prob": ("arrival_prob", np.array([P.arrival_prob]), {"units": "1", "long_name": "task arrival probability per slot"}),
+        "arrival_prob": (
+            "arrival_prob",
+            np.array([P.arrival_prob]),
+            {"units": "1", "long_name": "task arrival probability per slot"},
+        ),
         "gamma": ("gamma", np.array([gamma]), {"units": "1", "long_name": "discount factor"}),
         "scheme": ("scheme", np.array([scheme], dtype=object), {"long_name": "offloading scheme"}),
         "seed": ("seed", seeds, {"units": "1", "long_name": "random seed"}),

@@ -28,7 +28,6 @@ from .params import ParamError
 if TYPE_CHECKING:
     import numpy as np
     import xarray as xr
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 SCHEME_ORDER = ("proposed", "binary", "even", "random", "local", "offload")
@@ -134,7 +133,9 @@ def _finite_any(da: xr.DataArray) -> bool:
     return bool(np.isfinite(da.values.astype(float)).any())
 
 
-def _fix_point(ds: xr.Dataset, var: str, prefer: dict[str, float | None], sweep: str | None = None) -> tuple[xr.Dataset, dict]:
+def _fix_point(
+    ds: xr.Dataset, var: str, prefer: dict[str, float | None], sweep: str | None = None
+) -> tuple[xr.Dataset, dict]:
     """Reduce the point dims other than ``sweep`` to one value each.
 
     Picks the value nearest the preferred one among those holding finite ``var`` data (the first
@@ -231,7 +232,9 @@ def _new_figure(nrows: int, ncols: int, width: float, height: float, sharex: boo
     return fig, axes
 
 
-def _finish(fig: Figure, title: str, subtitle: list[str], legend: tuple | None = None, footnote: str | None = None) -> Figure:
+def _finish(
+    fig: Figure, title: str, subtitle: list[str], legend: tuple | None = None, footnote: str | None = None
+) -> Figure:
     """Title, subtitle lines, an outside legend and a footnote; then lay the axes out beneath them."""
     h = fig.get_figheight()
     fig.suptitle(title, y=1 - 0.06 / h, va="top", fontsize=11, fontweight="bold")
@@ -241,11 +244,19 @@ def _finish(fig: Figure, title: str, subtitle: list[str], legend: tuple | None =
     if footnote:
         fig.text(0.01, 0.01, footnote, ha="left", va="bottom", fontsize=7, color="0.3", style="italic")
         bottom = (0.12 + 0.14 * (footnote.count("\n") + 1)) / h
-    fig.tight_layout(rect=(0, bottom, 1, top))
+    fig.tight_layout(pad=0.4, h_pad=1.2, w_pad=1.2, rect=(0, bottom, 1, top))
     if legend is not None:
         handles, labels = legend
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5 * (top + bottom)), frameon=False,
-                   title="scheme", fontsize=8, title_fontsize=8)
+        fig.legend(
+            handles,
+            labels,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5 * (top + bottom)),
+            frameon=False,
+            title="scheme",
+            fontsize=8,
+            title_fontsize=8,
+        )
     return fig
 
 
@@ -259,8 +270,10 @@ def _stats_text(counts, blocks: int | None = None) -> str:
 def _diverged_note(total: int) -> str | None:
     if not total:
         return None
-    return (f"{total} run(s) had a learner diverge; its weights were frozen at the last finite values, "
-            "and those runs are included in the means (see the legend).")
+    return (
+        f"{total} run(s) had a learner diverge; its weights were frozen at the last finite values, "
+        "and those runs are included in the means (see the legend)."
+    )
 
 
 # ----------------------------------------------------------------------------- figures
@@ -294,8 +307,9 @@ def fig_convergence(ds: xr.Dataset) -> Figure:
         conv_med = ds[f"{alg}_converged_block_median"].values.astype(float)
         conv_frac = ds[f"{alg}_converged_fraction"].values.astype(float)
         n_seeds = int(np.isfinite(rel).any(axis=1).sum())
-        for c, (data, ylabel) in enumerate(((rel, r"relative change $\|w_{t+1}-w_t\| / \|w_t\|$"),
-                                            (td, r"TD error $|\delta_t|$"))):
+        for c, (data, ylabel) in enumerate(
+            ((rel, r"relative change $\|w_{t+1}-w_t\| / \|w_t\|$"), (td, r"TD error $|\delta_t|$"))
+        ):
             ax = axes[r, c]
             ax.set_yscale("log")
             ax.set_title(f"{name}: {'relative parameter change' if c == 0 else 'TD error'}", fontsize=9)
@@ -303,16 +317,29 @@ def fig_convergence(ds: xr.Dataset) -> Figure:
             if r == 1:
                 ax.set_xlabel("block t")
             if not np.isfinite(data).any():
-                ax.text(0.5, 0.5, f"no learning at the {who}\nin scheme {scheme}", transform=ax.transAxes,
-                        ha="center", va="center", color="0.3")
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"no learning at the {who}\nin scheme {scheme}",
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                    color="0.3",
+                )
                 continue
             mean, lo, hi, n = mean_ci(data, axis=0)
             counts.extend(np.unique(n[n > 0]))
             pos = mean > 0  # frozen (converged) learners report 0 change: log scale cannot show it
             floor = np.nanmin(mean[pos]) / 3 if pos.any() else 1e-12
             st = scheme_style(scheme or "")
-            ax.fill_between(x, np.where(pos, np.maximum(np.nan_to_num(lo, nan=floor), floor), np.nan),
-                            np.where(pos, hi, np.nan), color=st["color"], alpha=0.2, linewidth=0)
+            ax.fill_between(
+                x,
+                np.where(pos, np.maximum(np.nan_to_num(lo, nan=floor), floor), np.nan),
+                np.where(pos, hi, np.nan),
+                color=st["color"],
+                alpha=0.2,
+                linewidth=0,
+            )
             ax.plot(x, np.where(pos, mean, np.nan), color=st["color"], linewidth=1.0, label="mean over seeds")
             ymin = floor
             if c == 0:
@@ -323,12 +350,17 @@ def fig_convergence(ds: xr.Dataset) -> Figure:
                 med = float(np.median(conv_med[ok]))
                 n_all = int((conv_frac == 1).sum())
                 all_txt = "all WDs converged" if alg == "alg1" else "converged"
-                ax.axvline(med, color="0.25", linestyle="--", linewidth=1.0,
-                           label=f"converged at block {med:.0f} (median over seeds);\n{all_txt} in {n_all}/{n_seeds} seeds")
+                ax.axvline(
+                    med,
+                    color="0.25",
+                    linestyle="--",
+                    linewidth=1.0,
+                    label=f"converged at block {med:.0f} (median over seeds);\n{all_txt} in {n_all}/{n_seeds} seeds",
+                )
             else:
                 ax.plot([], [], " ", label=f"not converged in any of {n_seeds} seeds")
             ax.set_ylim(bottom=ymin)
-            ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+            ax.legend(loc="best", fontsize=7, framealpha=0.9)
         if "diverged" in ds.variables and f"{alg}_diverged_block" in ds.variables:
             d = ds[f"{alg}_diverged_block"].values.astype(float)
             n_div = int((d >= 0).sum())
@@ -344,7 +376,11 @@ def fig_convergence(ds: xr.Dataset) -> Figure:
 
 
 def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
-    """Fig. 7: weighted cost per block vs block, trailing moving average, for each scheme (K = 20)."""
+    """Fig. 7: weighted cost per block vs block, trailing moving average, for each scheme (K = 20).
+
+    With both the paper's schemes and the references present, a second panel repeats the paper's
+    schemes on a linear axis: the references can be orders of magnitude apart from them.
+    """
     import numpy as np
 
     _require(ds, "cost")
@@ -352,25 +388,45 @@ def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
     blocks = ds.sizes.get("block", 0)
     window = MA_WINDOW if blocks >= 4 * MA_WINDOW else max(1, blocks // 4)
     x = ds["block"].values
-    fig, axes = _new_figure(1, 1, 7.0, 4.4)
-    ax = axes[0, 0]
+    schemes = _schemes(ds, "cost")
+    paper = [s for s in schemes if s not in REFERENCE_SCHEMES]
+    panels = [(schemes, "all schemes (log y)", True)]
+    if paper and len(paper) < len(schemes):
+        panels.append((paper, "paper's schemes only (linear y)", False))
+    else:
+        panels = [(schemes, "", False)]
+    fig, axes = _new_figure(1, len(panels), 4.8 * len(panels) if len(panels) > 1 else 7.0, 4.2)
     handles, labels, counts, n_div_total = [], [], [], 0
-    for s in _schemes(ds, "cost"):
+    curves = {}
+    for s in schemes:
         cost = _by_scheme(ds, "cost", s).transpose("seed", "block").values
-        mean, lo, hi, n = mean_ci(moving_average(cost, window, axis=1), axis=0)
-        counts.extend(np.unique(n[n > 0]))
-        st = scheme_style(s)
-        ax.fill_between(x, lo, hi, color=st["color"], alpha=0.18, linewidth=0, zorder=st["zorder"] - 1)
-        (line,) = ax.plot(x, mean, color=st["color"], linestyle=st["linestyle"], linewidth=st["linewidth"],
-                          zorder=st["zorder"])
-        label, n_div = _label(ds, s, "seeds")
-        n_div_total += n_div
-        handles.append(line)
-        labels.append(label)
-    ax.set_xlabel("block t")
-    ax.set_ylabel(f"weighted cost per block $c(s_t)$\n({window}-block moving average)")
-    if len(x):
-        ax.set_xlim(x[0], x[-1])
+        curves[s] = mean_ci(moving_average(cost, window, axis=1), axis=0)
+        counts.extend(np.unique(curves[s][3][curves[s][3] > 0]))
+    for j, (names, title, logy) in enumerate(panels):
+        ax = axes[0, j]
+        for s in names:
+            mean, lo, hi, _ = curves[s]
+            st = scheme_style(s)
+            if logy:  # a band reaching <= 0 is drawn down to the smallest positive mean
+                floor = np.nanmin(np.where(mean > 0, mean, np.nan)) if (mean > 0).any() else np.nan
+                lo = np.where(lo > 0, lo, floor)
+            ax.fill_between(x, lo, hi, color=st["color"], alpha=0.18, linewidth=0, zorder=st["zorder"] - 1)
+            (line,) = ax.plot(
+                x, mean, color=st["color"], linestyle=st["linestyle"], linewidth=st["linewidth"], zorder=st["zorder"]
+            )
+            if j == 0:
+                label, n_div = _label(ds, s, "seeds")
+                n_div_total += n_div
+                handles.append(line)
+                labels.append(label)
+        if logy:
+            ax.set_yscale("log")
+        if title:
+            ax.set_title(title, fontsize=9)
+        ax.set_xlabel("block t")
+        ax.set_ylabel(f"weighted cost per block $c(s_t)$\n({window}-block moving average)")
+        if len(x):
+            ax.set_xlim(x[0], x[-1])
     sub = [
         f"metric: weighted cost per block (8) · preset {_preset(ds)} · {_point_text(chosen)}",
         f"{_stats_text(counts, blocks)} band · trailing moving average over {window} blocks, per seed before averaging",
@@ -378,9 +434,16 @@ def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
     return _finish(fig, "Fig. 7 — cost per block vs block", sub, (handles, labels), _diverged_note(n_div_total))
 
 
-def _sweep(ds: xr.Dataset, sweep: str, prefer: dict, title: str, xlabel: str,
-           panels: tuple[tuple[str, str, bool], ...], log_x: bool = False) -> Figure:
-    """Shared body of Figs. 8-9 and the gamma sweep: one panel per (var, ylabel, log y)."""
+def _sweep(
+    ds: xr.Dataset,
+    sweep: str,
+    prefer: dict,
+    title: str,
+    xlabel: str,
+    panels: tuple[tuple[str, str, str, bool], ...],
+    xscale: str = "linear",
+) -> Figure:
+    """Shared body of Figs. 8-9 and the gamma sweep: one panel per (var, title, ylabel, log y)."""
     import numpy as np
 
     _require(ds, sweep, *(p[0] for p in panels))
@@ -391,7 +454,7 @@ def _sweep(ds: xr.Dataset, sweep: str, prefer: dict, title: str, xlabel: str,
     handles, labels, counts, n_div_total = [], [], [], 0
     schemes = _schemes(ds, panels[0][0])
     xs_all: set = set()
-    for j, (var, ylabel, logy) in enumerate(panels):
+    for j, (var, ptitle, ylabel, logy) in enumerate(panels):
         ax = axes[0, j]
         for s in schemes:
             da = _by_scheme(ds, var, s).transpose(sweep, "seed")
@@ -404,9 +467,19 @@ def _sweep(ds: xr.Dataset, sweep: str, prefer: dict, title: str, xlabel: str,
             xs_all.update(xv[keep].tolist())
             st = scheme_style(s)
             err = np.vstack([mean - lo, hi - mean])[:, keep]
-            cont = ax.errorbar(xv[keep], mean[keep], yerr=np.nan_to_num(err), color=st["color"],
-                               linestyle=st["linestyle"], linewidth=st["linewidth"], marker=st["marker"],
-                               markersize=4.5, capsize=3, elinewidth=1.0, zorder=st["zorder"])
+            cont = ax.errorbar(
+                xv[keep],
+                mean[keep],
+                yerr=np.nan_to_num(err),
+                color=st["color"],
+                linestyle=st["linestyle"],
+                linewidth=st["linewidth"],
+                marker=st["marker"],
+                markersize=4.5,
+                capsize=3,
+                elinewidth=1.0,
+                zorder=st["zorder"],
+            )
             if j == 0:
                 label, n_div = _label(ds, s, "runs")
                 n_div_total += n_div
@@ -414,11 +487,12 @@ def _sweep(ds: xr.Dataset, sweep: str, prefer: dict, title: str, xlabel: str,
                 labels.append(label)
         if logy:
             ax.set_yscale("log")
-        if log_x:
-            ax.set_xscale("log")
+        if xscale != "linear":
+            ax.set_xscale(xscale)
+            ax.xaxis.set_minor_formatter("")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(ylabel.split("\n")[0], fontsize=9)
+        ax.set_title(ptitle, fontsize=9)
     if xs_all and len(xs_all) <= 12:
         xt = sorted(xs_all)
         axes[0, 0].set_xticks(xt, [_fmt(v) if not float(v).is_integer() else str(int(v)) for v in xt])
@@ -427,35 +501,67 @@ def _sweep(ds: xr.Dataset, sweep: str, prefer: dict, title: str, xlabel: str,
         blocks = ds.attrs.get("blocks")
     frac = _attr_float(ds, "param_average_fraction", 0.5)
     gamma = chosen.get("gamma")
-    disc = "discounted sum cost (9a), Σ γ^t c_t" + (f" with γ = {_fmt(gamma)}" if gamma is not None else "")
+    disc = r"discounted sum cost (9a) $\Sigma_t\,\gamma^t c_t$" + (
+        f" with γ = {_fmt(gamma)}" if gamma is not None else ""
+    )
     sub = [
         f"metrics: {disc}; average cost per block over the last {frac:.0%} of the blocks",
         f"preset {_preset(ds)} · {_point_text(chosen) or 'all points'} · "
-        + _stats_text(counts, int(blocks) if blocks is not None else None) + " error bars",
+        + _stats_text(counts, int(blocks) if blocks is not None else None)
+        + " error bars",
     ]
     return _finish(fig, title, sub, (handles, labels), _diverged_note(n_div_total))
 
 
 def fig_cost_vs_arrival(ds: xr.Dataset) -> Figure:
     """Fig. 8: discounted and average cost vs arrival probability (K = 50)."""
-    return _sweep(ds, "arrival_prob", {"K": 50, "gamma": 0.9}, "Fig. 8 — cost vs task arrival probability",
-                  "arrival probability per slot λ",
-                  (("discounted_cost", "discounted sum cost", False), ("average_cost", "average cost per block", False)))
+    return _sweep(
+        ds,
+        "arrival_prob",
+        {"K": 50, "gamma": 0.9},
+        "Fig. 8 — cost vs task arrival probability",
+        "arrival probability per slot λ",
+        (
+            ("discounted_cost", "discounted sum cost", "discounted sum cost", False),
+            ("average_cost", "long-run average cost per block", "average cost per block", False),
+        ),
+    )
 
 
 def fig_cost_vs_K(ds: xr.Dataset) -> Figure:
     """Fig. 9: discounted and average cost vs number of WDs K, log y as in the paper."""
-    return _sweep(ds, "K", {"arrival_prob": 0.4, "gamma": 0.9}, "Fig. 9 — cost vs number of WDs",
-                  "number of WDs K",
-                  (("discounted_cost", "discounted sum cost", True), ("average_cost", "average cost per block", True)))
+    return _sweep(
+        ds,
+        "K",
+        {"arrival_prob": 0.4, "gamma": 0.9},
+        "Fig. 9 — cost vs number of WDs",
+        "number of WDs K",
+        (
+            ("discounted_cost", "discounted sum cost (log y)", "discounted sum cost", True),
+            ("average_cost", "long-run average cost per block (log y)", "average cost per block", True),
+        ),
+    )
 
 
 def fig_cost_vs_gamma(ds: xr.Dataset) -> Figure:
     """Our addition: discounted cost (scales like 1/(1-gamma), log y) and average cost vs gamma."""
-    return _sweep(ds, "gamma", {"K": 20, "arrival_prob": 0.4}, "Cost vs discount factor γ (not in the paper)",
-                  "discount factor γ",
-                  (("discounted_cost", "discounted sum cost\n(grows like 1/(1-γ): not comparable across γ)", True),
-                   ("average_cost", "average cost per block", False)))
+    return _sweep(
+        ds,
+        "gamma",
+        {"K": 20, "arrival_prob": 0.4},
+        "Cost vs discount factor γ (not in the paper)",
+        "discount factor γ (logit scale)",
+        (
+            (
+                "discounted_cost",
+                "discounted sum cost (log y): scales like 1/(1-γ),\nso values at different γ are not comparable",
+                "discounted sum cost",
+                True,
+            ),
+            ("average_cost", "long-run average cost per block:\ncomparable across γ", "average cost per block", False),
+        ),
+        xscale="logit",
+    )
 
 
 FIGURES: dict[str, Callable[[Any], Any]] = {

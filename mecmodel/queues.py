@@ -31,8 +31,9 @@ def head_remaining(q: np.ndarray, W: float) -> np.ndarray:
     return np.where(q > 0, q - W * (np.ceil(q / W) - 1.0), 0.0)
 
 
-def wd_service(q: np.ndarray, capacity: np.ndarray, W: float, local_max: float,
-               rule: str = "mod_w", binary: bool = False) -> WDService:
+def wd_service(
+    q: np.ndarray, capacity: np.ndarray, W: float, local_max: float, rule: str = "mod_w", binary: bool = False
+) -> WDService:
     """Split one block's work at each WD into local computing and an offloaded back end.
 
     ``capacity`` is the number of back-end cycles the commanded power can send in the

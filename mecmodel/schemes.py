@@ -33,7 +33,7 @@ class Context:
     params: object
     S: int
     K: int
-    rng: np.random.Generator  # the policy stream (independent of channels and arrivals)
+    rngs: list  # one policy stream per seed (independent of channels, arrivals and other seeds)
     mu: np.ndarray  # (S, K, M, n + 3) WD feature vectors
     nu: np.ndarray  # (S, M, n + K + 1) server feature vectors
 
@@ -65,8 +65,19 @@ class LearnedPower(WDPolicy):
         super().setup(ctx)
         P = ctx.params
         self.agent = OnlineQ(
-            ctx.mu, 1, np.array([P.p_init]), P.theta_init, P.gamma, P.alpha0, P.alpha_t0, P.alpha_decay,
-            P.epsilon, P.patience, P.freeze_on_convergence, P.divergence_limit, P.gradient == "exact",
+            ctx.mu,
+            1,
+            np.array([P.p_init]),
+            P.theta_init,
+            P.gamma,
+            P.alpha0,
+            P.alpha_t0,
+            P.alpha_decay,
+            P.epsilon,
+            P.patience,
+            P.freeze_on_convergence,
+            P.divergence_limit,
+            P.gradient == "exact",
         )
 
     def power(self, t: int, h: np.ndarray) -> np.ndarray:
@@ -95,8 +106,14 @@ class EvenShare(ShareOfTask):
 class RandomShare(ShareOfTask):
     """'Random offloading': each WD offloads a uniform random share, ignoring the others."""
 
+    CHUNK = 128  # blocks drawn at a time, so the per-seed loop runs once per chunk
+
     def share(self, t: int) -> np.ndarray:
-        return self.ctx.rng.random((self.ctx.S, self.ctx.K))
+        c, i = divmod(t, self.CHUNK)
+        if getattr(self, "_chunk", None) != c:
+            self._draws = np.stack([g.random((self.CHUNK, self.ctx.K)) for g in self.ctx.rngs], axis=1)
+            self._chunk = c
+        return self._draws[i]
 
 
 class FixedPower(WDPolicy):
@@ -120,8 +137,19 @@ class LearnedRate:
         self.ctx = ctx
         P = ctx.params
         self.agent = OnlineQ(
-            ctx.nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P.theta_init, P.gamma, P.alpha0, P.alpha_t0,
-            P.alpha_decay, P.epsilon, P.patience, P.freeze_on_convergence, P.divergence_limit, P.gradient == "exact",
+            ctx.nu,
+            P.n_slots,
+            np.full(P.n_slots, P.f_ser_init),
+            P.theta_init,
+            P.gamma,
+            P.alpha0,
+            P.alpha_t0,
+            P.alpha_decay,
+            P.epsilon,
+            P.patience,
+            P.freeze_on_convergence,
+            P.divergence_limit,
+            P.gradient == "exact",
         )
 
     def rates(self, t: int) -> np.ndarray:
@@ -140,12 +168,30 @@ class Scheme:
 SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in (
-        Scheme("proposed", "Algorithms 1 and 2: learned power, partial offloading", lambda: LearnedPower(False), LearnedRate, True),
-        Scheme("binary", "Algorithm 1 with whole-task offloading; Algorithm 2", lambda: LearnedPower(True), LearnedRate, True),
+        Scheme(
+            "proposed",
+            "Algorithms 1 and 2: learned power, partial offloading",
+            lambda: LearnedPower(False),
+            LearnedRate,
+            True,
+        ),
+        Scheme(
+            "binary",
+            "Algorithm 1 with whole-task offloading; Algorithm 2",
+            lambda: LearnedPower(True),
+            LearnedRate,
+            True,
+        ),
         Scheme("even", "every WD offloads the same share of a task; Algorithm 2", EvenShare, LearnedRate, True),
         Scheme("random", "each WD offloads a uniform random share; Algorithm 2", RandomShare, LearnedRate, True),
         Scheme("local", "reference: never offload; Algorithm 2", lambda: FixedPower(0.0), LearnedRate, False),
-        Scheme("offload", "reference: p = p_max, offload all the channel carries; Algorithm 2", lambda: FixedPower(1.0), LearnedRate, False),
+        Scheme(
+            "offload",
+            "reference: p = p_max, offload all the channel carries; Algorithm 2",
+            lambda: FixedPower(1.0),
+            LearnedRate,
+            False,
+        ),
     )
 }
 PAPER_SCHEMES = tuple(n for n, s in SCHEMES.items() if s.in_paper)

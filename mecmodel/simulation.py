@@ -21,8 +21,15 @@ from .schemes import Context, get_scheme
 log = logging.getLogger("mecmodel")
 
 # Stream keys of SeedSequence(seed, spawn_key=(key,)).
-STREAMS = {"positions": 0, "shadowing": 1, "fading": 2, "arrivals": 3, "wd_features": 4,
-           "server_features": 5, "policy": 6}
+STREAMS = {
+    "positions": 0,
+    "shadowing": 1,
+    "fading": 2,
+    "arrivals": 3,
+    "wd_features": 4,
+    "server_features": 5,
+    "policy": 6,
+}
 CHUNK = 128  # blocks of fading and arrivals drawn at a time
 
 
@@ -95,8 +102,9 @@ def _row_nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: int,
-                    per_device: bool = False, progress: bool = False) -> dict:
+def simulate_arrays(
+    P: Params, scheme: str, seeds: int | Sequence[int], blocks: int, per_device: bool = False, progress: bool = False
+) -> dict:
     """Run the model and return plain arrays (see :func:`mecmodel.simulate` for the Dataset)."""
     sch = get_scheme(scheme)
     seeds = seed_list(seeds)
@@ -117,10 +125,13 @@ def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: 
     shadow = np.stack([stream(s, "shadowing").standard_normal(K) for s in seeds])
     mean_gain = channel.large_scale_gain(dist, shadow, P.pathloss_a, P.pathloss_b, P.shadowing_db, P.noise_dbw)
     d_wd, d_ser = n + 3, n + K + 1
-    mu = np.stack([stream(s, "wd_features").standard_normal((K, M, d_wd)) for s in seeds]) * (P.feature_std / np.sqrt(d_wd))
-    nu = np.stack([stream(s, "server_features").standard_normal((M, d_ser)) for s in seeds]) * (P.feature_std / np.sqrt(d_ser))
-    policy_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seeds, spawn_key=(STREAMS["policy"],))))
-    ctx = Context(P, S, K, policy_rng, mu, nu)
+    mu = np.stack([stream(s, "wd_features").standard_normal((K, M, d_wd)) for s in seeds]) * (
+        P.feature_std / np.sqrt(d_wd)
+    )
+    nu = np.stack([stream(s, "server_features").standard_normal((M, d_ser)) for s in seeds]) * (
+        P.feature_std / np.sqrt(d_ser)
+    )
+    ctx = Context(P, S, K, [stream(s, "policy") for s in seeds], mu, nu)
     wd, server = sch.wd(), sch.server()
     wd.setup(ctx)
     server.setup(ctx)
@@ -139,12 +150,32 @@ def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: 
     local_max = np.floor(n * tau * P.f_wd_max)
     gammas = P.gamma ** np.arange(blocks, dtype=float)
 
-    names = ["cost", "cost_server_queue", "cost_server_energy", "cost_wd_queue", "cost_wd_energy",
-             "wd_queue_mean", "wd_queue_max", "server_queue", "energy_local", "energy_offload",
-             "energy_server", "tx_power_mean", "offloaded_fraction", "server_rate_mean",
-             "alg1_td_error", "alg1_rel_change", "alg2_td_error", "alg2_rel_change"]
+    names = [
+        "cost",
+        "cost_server_queue",
+        "cost_server_energy",
+        "cost_wd_queue",
+        "cost_wd_energy",
+        "wd_queue_mean",
+        "wd_queue_max",
+        "server_queue",
+        "energy_local",
+        "energy_offload",
+        "energy_server",
+        "tx_power_mean",
+        "offloaded_fraction",
+        "server_rate_mean",
+        "alg1_td_error",
+        "alg1_rel_change",
+        "alg2_td_error",
+        "alg2_rel_change",
+    ]
     rec = {k: np.full((S, blocks), np.nan) for k in names}
-    dev = {k: np.zeros((S, blocks, K)) for k in ("wd_queue_k", "tx_power_k", "local_rate_k", "offloaded_k")} if per_device else {}
+    dev = (
+        {k: np.zeros((S, blocks, K)) for k in ("wd_queue_k", "tx_power_k", "local_rate_k", "offloaded_k")}
+        if per_device
+        else {}
+    )
     work = {k: np.zeros(S) for k in ("arrived", "local", "server", "offloaded")}
 
     h, beta = exo.at(0)
@@ -164,7 +195,9 @@ def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: 
         # --- WDs: partition (3)-(4), local computing (2), offloading (5) ---
         cap = channel.bits_per_slot(h, p_cmd, P.bandwidth, P.snr_gap, tau) / P.zeta
         svc = queues.wd_service(q, cap, W, local_max, P.local_service, wd.binary)
-        p_tx = np.where(svc.offload > 0, channel.power_for_bits(h, P.zeta * svc.offload, P.bandwidth, P.snr_gap, tau), 0.0)
+        p_tx = np.where(
+            svc.offload > 0, channel.power_for_bits(h, P.zeta * svc.offload, P.bandwidth, P.snr_gap, tau), 0.0
+        )
         e_loc = queues.local_energy(svc.local, n, tau, P.xi_wd)
         e_off = queues.offload_energy(p_tx, tau)
         # --- server (6)-(7), one block behind ---
@@ -219,8 +252,13 @@ def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: 
             rec["alg1_rel_change"][:, t] = rel.mean(axis=1)
         r_ser = P.w1 * q_ser + P.w2 * e_ser  # r_t of (31)
         if exact:
+            # Slots run at f_i until the queue runs dry inside a "partial" slot p, whose rate is
+            # the remainder: f_p = (q - sum_{i<p} f_i tau) / tau. Raising an active f_i moves work
+            # out of slot p, so dE/df_i = 3 tau xi (f_i^2 - f_p^2); f_p itself does not depend on f_p.
             active = (served >= f_cmd * tau - 0.5) & (f_cmd > 0)
-            dr_s = 3.0 * P.w2 * tau * P.xi_ser * f_eff**2 * P.f_ser_max * active
+            partial = ~active & (served > 0)
+            f_p2 = np.sum(np.where(partial, f_eff**2, 0.0), axis=-1, keepdims=True)
+            dr_s = 3.0 * P.w2 * tau * P.xi_ser * (f_eff**2 - f_p2) * P.f_ser_max * active
         else:
             dr_s = 3.0 * P.w2 * tau * P.xi_ser * f_cmd**2 * P.f_ser_max  # (33) as printed
         td_s, rel_s = server.agent.learn(t, r_ser, dr_s, server_state(q_ser_next, q_next))
@@ -257,10 +295,12 @@ def simulate_arrays(P: Params, scheme: str, seeds: int | Sequence[int], blocks: 
         out["agents"][name] = {
             "converged_fraction": np.isfinite(conv).mean(axis=1),
             "converged_block_median": _row_nanmedian(conv),
-            "converged_block_max": np.where(np.isfinite(conv).all(axis=1), np.nanmax(np.nan_to_num(conv, nan=-1), axis=1), np.nan),
+            "converged_block_max": np.where(
+                np.isfinite(conv).all(axis=1), np.nanmax(np.nan_to_num(conv, nan=-1), axis=1), np.nan
+            ),
             "diverged_block": div_block,
         }
-        for s, b in zip(seeds, div_block):
+        for s, b in zip(seeds, div_block, strict=True):
             if b >= 0:
                 log.warning("%s diverged in seed %d at block %d (scheme %s, K=%d)", name, s, b, scheme, K)
     return out

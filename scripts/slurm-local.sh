@@ -109,7 +109,7 @@ start_munge() {
   # munged refuses to start if an old socket or a stale daemon lingers from a killed run.
   rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
   # setpriv execs munged in place (no fork), so $! is munged's own PID.
-  setsid setpriv --reuid=munge --regid=munge --clear-groups munged -F >"$SCRATCH/log/munged.out" 2>&1 </dev/null &
+  setsid setpriv --reuid=munge --regid=munge --clear-groups munged -F >"$SCRATCH/log/munged.out" 2>&1 </dev/null 9>&- &
   echo $! >"$SCRATCH/munged.pid"
   local i
   for i in $(seq 1 50); do
@@ -125,7 +125,7 @@ start_daemon() {  # start_daemon NAME ARGS...
   local name=$1
   shift
   if pid_alive "$name"; then return; fi
-  setsid "$name" "$@" >"$SCRATCH/log/$name.out" 2>&1 </dev/null &
+  setsid "$name" "$@" >"$SCRATCH/log/$name.out" 2>&1 </dev/null 9>&- &
   echo $! >"$SCRATCH/$name.pid"
 }
 
