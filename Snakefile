@@ -9,9 +9,7 @@ A config file given with --configfile replaces config/config.yaml (it is not mer
 
 import os
 
-import jsonschema
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -23,19 +21,8 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-try:
-    validate(config, "workflow/schemas/config.schema.yaml")
-except WorkflowError as err:
-    # Lead with the offending field (jsonschema's own report quotes the schema).
-    cause = err.__context__
-    if not isinstance(cause, jsonschema.ValidationError):
-        raise
-    field = "".join(
-        f"[{p}]" if isinstance(p, int) else f".{p}" for p in cause.absolute_path
-    )
-    raise WorkflowError(
-        f"config: {field.lstrip('.') or 'top level'}: {cause.message}"
-    ) from None
+# Strict re-read of the config files, the schema, and the results/ folder (see config.smk).
+include: "workflow/rules/config.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -52,9 +52,11 @@ def simulate(
     (seeds 0..n-1) or a list of seed values.
     """
     from .dataset import build_dataset
-    from .params import make_params
+    from .params import ParamError, make_params
     from .simulation import seed_list, simulate_arrays
 
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ParamError(f"overrides: must be a mapping of parameter: value, got {type(overrides).__name__}")
     over = dict(overrides or {})
     for key, val in (("K", K), ("arrival_prob", arrival_prob), ("gamma", gamma)):
         if val is not None:

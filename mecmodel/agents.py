@@ -30,6 +30,11 @@ def step_size(t: int | np.ndarray, alpha0: float, t0: float, kappa: float) -> np
     return alpha0 / (1.0 + np.asarray(t, dtype=float) / t0) ** kappa
 
 
+def row_norm(x: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis; for real x the same bits as ``np.linalg.norm(x, axis=-1)``, less overhead."""
+    return np.sqrt(np.add.reduce(x * x, axis=-1))
+
+
 def td_error(r, gamma, w, phi_now, phi_next):
     """(24)/(31): r + gamma w^T phi(x~_{t+1}) - w^T phi(x~_t)."""
     return r + gamma * np.sum(w * phi_next, axis=-1) - np.sum(w * phi_now, axis=-1)
@@ -48,9 +53,10 @@ def gradients(delta, dr_da, gamma, w, v_a, phi_now, phi_next, exact: bool):
         d [dr/da - sum_i w_i v_i,a (gamma phi'_{t+1,i} - phi'_{t,i})],  d (gamma phi_{t+1} - phi_t)
     with phi' = phi (1 - phi).
     """
-    slope = gamma * phi_next * (1.0 - phi_next) - phi_now * (1.0 - phi_now)  # (B, M)
+    g_next = gamma * phi_next
+    slope = g_next * (1.0 - phi_next) - phi_now * (1.0 - phi_now)  # (B, M)
     s = np.einsum("...m,...ma->...a", w * slope, v_a)
-    dphi = gamma * phi_next - phi_now
+    dphi = g_next - phi_now
     d = delta[..., None]
     if exact:
         return 2.0 * d * (dr_da + s), 2.0 * d * dphi
@@ -112,19 +118,20 @@ class OnlineQ:
         alpha = float(step_size(t, self.alpha0, self.t0, self.kappa))
         w_new = self.w - alpha * g_w  # (28b)/(35b)
         a_new = np.clip(self.a - alpha * g_a, 0.0, 1.0)  # (28a)/(35a), projected on [0, max]
-        norm = np.linalg.norm(self.w, axis=-1)
-        step = np.linalg.norm(w_new - self.w, axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            rel = step / norm
-        new_norm = np.linalg.norm(w_new, axis=-1)
+            rel = row_norm(w_new - self.w) / row_norm(self.w)
+        new_norm = row_norm(w_new)
         bad = ~(np.isfinite(new_norm) & np.isfinite(a_new).all(axis=-1) & np.isfinite(delta)) | (new_norm > self.limit)
         live = (~self.frozen) & (self.diverged_at < 0)
         newly_bad = live & bad
         self.diverged_at[newly_bad] = t
         ok = live & ~bad
-        self.w = np.where(ok[..., None], w_new, self.w)
-        self.a = np.where(ok[..., None], a_new, self.a)
-        rel = np.where(ok, rel, 0.0)
+        if ok.all():  # the usual case; np.where below would copy both arrays
+            self.w, self.a = w_new, a_new
+        else:
+            self.w = np.where(ok[..., None], w_new, self.w)
+            self.a = np.where(ok[..., None], a_new, self.a)
+            rel = np.where(ok, rel, 0.0)
         self.streak = np.where(ok & (rel <= self.epsilon), self.streak + 1, np.where(ok, 0, self.streak))
         done = ok & (self.streak >= self.patience) & (self.converged_at < 0)
         self.converged_at[done] = t

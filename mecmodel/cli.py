@@ -79,12 +79,12 @@ def _number(name: str, text: str | None, kind: type):
 
 
 def _yaml_value(text: str):
-    import yaml
+    from .params import ParamError, load_yaml
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml(text, "--set")
+    except ParamError:
+        return text  # not YAML: the field's own check reports it with the allowed range
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
@@ -94,9 +94,9 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     if a.config:
         over.update(load_overrides(a.config))
     for item in a.set:
-        if "=" not in item:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
             raise _Fail(f"--set: expected NAME=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
         over[k.strip()] = _yaml_value(v)
     for name, text, kind in (("K", a.K, int), ("arrival_prob", a.arrival_prob, float), ("gamma", a.gamma, float)):
         v = _number(name, text, kind)

@@ -7,6 +7,7 @@ or ``xr.open_mfdataset`` with no glue code; ``ds.squeeze()`` gives scalar coords
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -197,14 +198,21 @@ def write_atomic(ds, path: str | os.PathLike) -> Path:
     """Write ``ds`` to NetCDF at ``path`` so that the final path only ever holds a complete file.
 
     The file is written under a temporary name in the same folder, flushed to disk and
-    renamed over ``path``; on any error the temporary file is removed.
+    renamed over ``path``; on any error the temporary file is removed. A failed write
+    (disk full, file size limit) raises :class:`OSError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding(ds))
+        try:
+            ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding(ds))
+        except RuntimeError as e:
+            # The netCDF/HDF5 library reports a failed write(2) only as "NetCDF: HDF error".
+            raise OSError(
+                errno.EIO, f"the NetCDF library could not write the file ({e}); is the disk full?", str(path)
+            ) from None
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         umask = os.umask(0)

@@ -9,6 +9,7 @@ allowed range.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -122,12 +123,13 @@ FIELDS: tuple[Field, ...] = (
         "smallest WD-BS distance (keeps the path loss finite)",
         "not stated: 10 m keeps 30.6 + 37.6 log10 d finite and is a usual exclusion radius",
         float,
-        0,
+        # 1 mm at least: with the path loss bounds below, no drop overflows the gain to inf.
+        1e-3,
         1e5,
-        True,
     ),
-    Field("pathloss_a", 30.6, "dB", "path loss intercept: PL = a + b log10(d)", _P, float),
-    Field("pathloss_b", 37.6, "dB", "path loss slope per decade of distance", _P, float, 0),
+    # Bounded so that the gain 10^(-PL/10) stays a finite float for any allowed distance.
+    Field("pathloss_a", 30.6, "dB", "path loss intercept: PL = a + b log10(d)", _P, float, 0, 300),
+    Field("pathloss_b", 37.6, "dB", "path loss slope per decade of distance", _P, float, 0, 100),
     Field("shadowing_db", 10.0, "dB", "log-normal shadowing standard deviation", _P, float, 0, 40),
     Field(
         "noise_dbw",
@@ -438,6 +440,8 @@ class Params:
 def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Params:
     """Start from ``preset`` and apply ``overrides``; every value is validated."""
     values = _preset(preset)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ParamError(f"overrides: must be a mapping of parameter: value, got {type(overrides).__name__}")
     for key, value in (overrides or {}).items():
         if key not in FIELD_BY_NAME:
             import difflib
@@ -456,19 +460,73 @@ def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = N
     return Params(values, preset)
 
 
-def load_overrides(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of parameter overrides (safe loader only)."""
+# YAML 1.2 floats: PyYAML follows YAML 1.1, where 1e6 and 1e-3 (no dot) are read as strings.
+_FLOAT_12 = r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$"""
+
+
+@functools.cache
+def _strict_loader() -> type:
+    import re
+
     import yaml
 
+    class StrictLoader(yaml.SafeLoader):
+        """Safe YAML (no Python tags) that refuses a repeated key and reads 1e-3 as a number."""
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (list, dict)):
+                raise ParamError(f"config: {loader.source}: line {line}: a key must be a name, got {key!r}")
+            if key in seen:
+                raise ParamError(
+                    f"config: {loader.source}: key {key!r} is given twice (lines {seen[key]} and {line}); keep one"
+                )
+            seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_12, re.X), list("-+0123456789."))
+    return StrictLoader
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML safely, refusing a key repeated in one mapping; raises ParamError.
+
+    Plain PyYAML keeps the last of two equal keys without a word, so a pasted line would
+    silently win. Tags such as ``!!python/object`` are refused as by ``yaml.safe_load``,
+    and numbers like ``1e-3`` are floats (YAML 1.2) rather than strings.
+    """
+    import yaml
+
+    loader = _strict_loader()(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ParamError(f"config: {source} is not valid YAML{at} ({e.__class__.__name__})") from None
+    finally:
+        loader.dispose()
+
+
+def load_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of parameter overrides (safe loader, no repeated keys)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ParamError(f"config: {path} is not UTF-8 text; expected a YAML mapping of parameter: value") from None
     except OSError as e:
         raise ParamError(f"config: cannot read {path}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ParamError(f"config: {path} is not valid YAML ({e.__class__.__name__})") from None
+    data = load_yaml(text, str(path))
     if data is None:
         raise ParamError(f"config: {path} is empty; expected a mapping of parameter: value")
     if not isinstance(data, dict):

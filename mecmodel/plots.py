@@ -600,7 +600,11 @@ def _save_atomic(fig: Figure, targets: list[tuple[Path, str]]) -> None:
             os.close(fd)
             tmps.append(tmp)
             meta = {"CreationDate": None} if fmt == "pdf" else {}  # keep the PDF bytes reproducible
-            fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.08, metadata=meta)
+            try:
+                fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.08, metadata=meta)
+            except OSError as e:
+                # Name the file the user asked for, not the temporary one.
+                raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         umask = os.umask(0)
         os.umask(umask)
         for (path, _), tmp in zip(targets, tmps, strict=True):
@@ -629,7 +633,8 @@ def plot(name: str, input_path: str | os.PathLike, png_path: str | os.PathLike, 
     try:
         ds = xr.open_dataset(input_path)
     except (OSError, ValueError) as e:
-        raise ParamError(f"input: cannot read {str(input_path)!r} as NetCDF: {e}") from None
+        reason = " ".join(str(e).split())  # xarray's messages span lines; ours is one
+        raise ParamError(f"input: cannot read {str(input_path)!r} as NetCDF: {reason}") from None
     with ds:
         fig = build_figure(name, ds)
     _save_atomic(fig, [(png, "png"), (pdf, "pdf")])

@@ -55,9 +55,15 @@ def run_path(
 def _load(path: str | os.PathLike):
     import xarray as xr
 
+    if not Path(path).is_file():
+        raise ParamError(f"inputs: no such file: {os.fspath(path)!r}")
     # Load fully and close at once, so no handle stays open on a file the workflow may rewrite.
-    with xr.open_dataset(path) as d:
-        ds = d.load()
+    try:
+        with xr.open_dataset(path) as d:
+            ds = d.load()
+    except (OSError, ValueError) as e:
+        reason = " ".join(str(e).split())  # xarray's messages span lines; ours is one
+        raise ParamError(f"inputs: cannot read {os.fspath(path)!r} as NetCDF ({reason})") from None
     # The on-disk encoding (string width, chunk sizes) of one run must not shape a combined file:
     # a run whose scheme is 'local' would otherwise truncate 'proposed' to 5 characters.
     for var in ds.variables.values():

@@ -11,6 +11,8 @@ rule aggregate:
     benchmark:
         "results/benchmarks/aggregate/{experiment}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=aggregate_mem_mb,
     params:

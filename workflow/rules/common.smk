@@ -21,6 +21,9 @@ from mecmodel.schemes import SCHEMES
 # Canonical numbers as format(float(x), ".10g") writes them: no slash, no double dot.
 NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
 SWEPT = ("K", "arrival_prob", "gamma")
+# The rules' software, for `--sdm conda` (relative to workflow/rules/). Without it every
+# rule runs in the current environment, where `./run` installed mecmodel.
+CONDA_ENV = "../../environment.yml"
 
 
 def _yaml_scalar(value):
@@ -50,6 +53,20 @@ def _grid(where, axis, values):
     return canon
 
 
+def _check_size(where, preset, overrides, K, seeds, blocks):
+    """Refuse at parse time a run the simulator would refuse in its job (same estimate, same limit)."""
+    from mecmodel.simulation import _memory_limit, memory_estimate
+
+    params = make_params(preset, {**overrides, "K": K})
+    need, limit = memory_estimate(params, seeds, blocks, False), _memory_limit()
+    if need > limit:
+        raise WorkflowError(
+            f"{where}: K={K} with seeds={seeds} and blocks={blocks} needs about "
+            f"{need / 2**30:.1f} GiB per run, more than the {limit / 2**30:.1f} GiB allowed "
+            "(MECMODEL_MAX_MEMORY_GB sets the limit); use a smaller K, fewer seeds or fewer blocks"
+        )
+
+
 def _resolve(config):
     """Experiments with inherited settings, their run paths, and the models they use."""
     experiments, models = {}, {}
@@ -67,6 +84,7 @@ def _resolve(config):
                 make_params(preset, {**overrides, **dict(zip(SWEPT, point))})
         except ParamError as err:
             raise WorkflowError(f"{where}: {err}") from None
+        _check_size(where, preset, overrides, max(grid["K"]), seeds, blocks)
         model = f"{preset}-{params.model_hash()}"
         if model not in models:
             sets = " ".join(

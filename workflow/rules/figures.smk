@@ -22,6 +22,8 @@ rule plot:
     benchmark:
         "results/benchmarks/plot/{experiment}.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=1000,
     params:

@@ -14,6 +14,8 @@ rule simulate:
     group:
         "simulate"
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=simulate_mem_mb,
         runtime=simulate_runtime,

@@ -1,0 +1,216 @@
+"""Simulation throughput: device-block updates per second of the vectorised simulator
+(``mecmodel.simulation.simulate_arrays``, scheme ``proposed``) against the plain per-device
+Python loop in ``reference_loop.py``, measured in the same run on one core.
+
+    python benchmarks/bench_throughput.py            # K = 10, 100, 1000; 1 and 10 seeds (a few minutes)
+    python benchmarks/bench_throughput.py --quick    # fewer blocks and repeats (well under a minute)
+
+A device-block update is one WD advanced by one block (channel, partition, energies, queues,
+its Algorithm 1 step, and its share of the server's Algorithm 2 step). Rate = K x seeds x
+blocks / wall time of one ``simulate_arrays`` call (parameters and imports outside the timer;
+the Dataset is not built). Each size gets a short warm-up run, then the median of
+``--repeats`` timed runs. The reference runs the same K and seeds on fewer blocks (about
+``--ref-budget`` device-blocks): its cost per device-block does not depend on the horizon, and
+at least ``--ref-min-blocks`` keep its per-seed set-up (feature vectors, the first chunk of
+channel draws) a small share of its time. ``end_to_end`` is one ``mecmodel.simulate`` call,
+which also builds the Dataset. Results go to ``benchmarks/results/throughput.{json,csv}`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core: no threaded BLAS or OpenMP (must be set before numpy is imported).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import mecmodel  # noqa: E402
+from mecmodel.params import make_params  # noqa: E402
+from mecmodel.simulation import simulate_arrays  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_loop import run_reference  # noqa: E402
+
+TARGET_RATIO_K100 = 50.0
+TARGET_RATE_K1000 = 2e6
+
+
+def _times(fn: Callable[[], object], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of ``repeats`` calls (CPU time shows how much waiting a busy machine added)."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
+        # --no-optional-locks: only read the index, never refresh it (others may be committing)
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--", "mecmodel"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[1],
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def measure(
+    K: int, seeds: int, blocks: int, repeats: int, ref_budget: float, ref_min_blocks: int, end_to_end: bool
+) -> dict:
+    P = make_params("default", {"K": K})
+    seed_ids = list(range(seeds))
+    load = os.getloadavg()[0]
+    simulate_arrays(P, "proposed", seed_ids, min(blocks, 20))  # warm-up: caches, allocator, lazy imports
+    vec, vec_cpu = _times(lambda: simulate_arrays(P, "proposed", seed_ids, blocks), repeats)
+    row = {
+        "K": K,
+        "seeds": seeds,
+        "blocks": blocks,
+        "vec_median_s": statistics.median(vec),
+        "vec_min_s": min(vec),
+        "vec_max_s": max(vec),
+        "vec_cpu_median_s": statistics.median(vec_cpu),
+    }
+    row["vec_rate"] = K * seeds * blocks / row["vec_median_s"]
+    row["vec_rate_cpu"] = K * seeds * blocks / row["vec_cpu_median_s"]
+    if end_to_end:
+        mecmodel.simulate(K=K, scheme="proposed", seeds=1, blocks=2)  # imports xarray outside the timer
+        t0 = time.perf_counter()
+        mecmodel.simulate(K=K, scheme="proposed", seeds=seeds, blocks=blocks)
+        row["end_to_end_s"] = time.perf_counter() - t0
+        row["end_to_end_rate"] = K * seeds * blocks / row["end_to_end_s"]
+    ref_blocks = int(min(blocks, max(ref_min_blocks, round(ref_budget / (K * seeds)))))
+    run_reference(P, seed_ids, 1)  # warm-up
+    ref, ref_cpu = _times(lambda: run_reference(P, seed_ids, ref_blocks), repeats)
+    row.update(ref_blocks=ref_blocks, ref_median_s=statistics.median(ref), ref_min_s=min(ref), ref_max_s=max(ref))
+    row["ref_cpu_median_s"] = statistics.median(ref_cpu)
+    row["ref_rate"] = K * seeds * ref_blocks / row["ref_median_s"]
+    row["ref_rate_cpu"] = K * seeds * ref_blocks / row["ref_cpu_median_s"]
+    row["speedup"] = row["vec_rate"] / row["ref_rate"]
+    row["load_1min_before"] = load
+    row["load_1min_after"] = os.getloadavg()[0]
+    return row
+
+
+def _fmt_rate(x: float) -> str:
+    return f"{x / 1e6:.3f}M" if x >= 1e5 else f"{x / 1e3:.1f}k"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="200 blocks, 2 repeats, a smaller reference budget")
+    ap.add_argument("--K", type=int, nargs="+", default=[10, 100, 1000], help="numbers of WDs (default 10 100 1000)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 10], help="seeds per run (default 1 10)")
+    ap.add_argument("--blocks", type=int, default=None, help="blocks per vectorised run (default 1000; quick 200)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per size (default 3; quick 2)")
+    ap.add_argument(
+        "--ref-budget", type=float, default=None, help="device-blocks per reference run (default 5e4; quick 1e4)"
+    )
+    ap.add_argument(
+        "--ref-min-blocks", type=int, default=None, help="fewest blocks per reference run (default 20; quick 5)"
+    )
+    ap.add_argument("--no-end-to-end", action="store_true", help="skip the mecmodel.simulate (with Dataset) timing")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output directory")
+    args = ap.parse_args(argv)
+    blocks = args.blocks or (200 if args.quick else 1000)
+    repeats = args.repeats or (2 if args.quick else 3)
+    ref_budget = args.ref_budget or (1e4 if args.quick else 5e4)
+    ref_min_blocks = args.ref_min_blocks or (5 if args.quick else 20)
+    if min(args.K) < 1 or min(args.seeds) < 1 or blocks < 1 or repeats < 1 or ref_min_blocks < 1 or ref_budget <= 0:
+        ap.error("--K, --seeds, --blocks, --repeats and --ref-min-blocks must be >= 1 and --ref-budget > 0")
+
+    meta = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "mecmodel": mecmodel.__version__,
+        "git": _git_commit(),
+        "cpu": _cpu_model(),
+        "cpus_online": os.cpu_count(),
+        "threads": {v: os.environ[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "scheme": "proposed",
+        "preset": "default",
+        "blocks": blocks,
+        "repeats": repeats,
+        "ref_budget": ref_budget,
+        "ref_min_blocks": ref_min_blocks,
+    }
+    print(f"# {meta['cpu']}, Python {meta['python']}, numpy {meta['numpy']}, mecmodel {meta['git']}; one thread")
+    print(
+        f"# scheme proposed, default preset, {blocks} blocks, median of {repeats}; load (1 min) {os.getloadavg()[0]:.2f}"
+    )
+    head = (
+        f"{'K':>5} {'seeds':>5} {'vectorised/s':>13} {'(cpu)':>8} {'(median s)':>10} "
+        f"{'loop/s':>8} {'(cpu)':>7} {'(blocks)':>8} {'speedup':>8} {'load':>5}"
+    )
+    print(head)
+    rows = []
+    for seeds in args.seeds:
+        for K in args.K:
+            r = measure(K, seeds, blocks, repeats, ref_budget, ref_min_blocks, not args.no_end_to_end)
+            rows.append(r)
+            print(
+                f"{K:>5} {seeds:>5} {_fmt_rate(r['vec_rate']):>13} {_fmt_rate(r['vec_rate_cpu']):>8} "
+                f"{r['vec_median_s']:>10.3f} {_fmt_rate(r['ref_rate']):>8} {_fmt_rate(r['ref_rate_cpu']):>7} "
+                f"{r['ref_blocks']:>8} {r['speedup']:>7.1f}x {r['load_1min_after']:>5.2f}",
+                flush=True,
+            )
+
+    print()
+    for r in rows:
+        if r["K"] == 100:
+            ok = "met" if r["speedup"] >= TARGET_RATIO_K100 else "NOT met"
+            print(
+                f"target >= {TARGET_RATIO_K100:.0f}x the loop at K=100, {r['seeds']} seeds: {r['speedup']:.1f}x ({ok})"
+            )
+        if r["K"] == 1000:
+            ok = "met" if r["vec_rate"] >= TARGET_RATE_K1000 else "NOT met"
+            print(f"target >= 2M device-blocks/s at K=1000, {r['seeds']} seeds: {_fmt_rate(r['vec_rate'])} ({ok})")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    with open(args.out / "throughput.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"\nwrote {args.out / 'throughput.json'} and {args.out / 'throughput.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
