@@ -10,9 +10,9 @@ rule aggregate:
         "results/logs/aggregate/{experiment}.log",
     benchmark:
         "results/benchmarks/aggregate/{experiment}.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
     resources:
         mem_mb=aggregate_mem_mb,
     params:

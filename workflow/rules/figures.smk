@@ -21,9 +21,9 @@ rule plot:
         "results/logs/plot/{experiment}.log",
     benchmark:
         "results/benchmarks/plot/{experiment}.tsv"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
     resources:
         mem_mb=1000,
     params:

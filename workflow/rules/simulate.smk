@@ -13,9 +13,9 @@ rule simulate:
     # into one submission each (group-components) to spare the per-job start-up.
     group:
         "simulate"
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
     resources:
         mem_mb=simulate_mem_mb,
         runtime=simulate_runtime,
