@@ -17,7 +17,12 @@ Actions are learned in these normalised units so one step size suits both.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .params import Params
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -98,6 +103,25 @@ class OnlineQ:
         self.diverged_at = np.full(batch, -1, dtype=np.int64)
         self.frozen = np.zeros(batch, dtype=bool)
         self._zs_now: np.ndarray | None = None
+
+    @classmethod
+    def from_params(cls, v: np.ndarray, n_action: int, action0: np.ndarray, P: Params) -> OnlineQ:
+        """A learner with the step sizes, stopping rule and gradient form of parameters ``P``."""
+        return cls(
+            v,
+            n_action,
+            action0,
+            P.theta_init,
+            P.gamma,
+            P.alpha0,
+            P.alpha_t0,
+            P.alpha_decay,
+            P.epsilon,
+            P.patience,
+            P.freeze_on_convergence,
+            P.divergence_limit,
+            P.gradient == "exact",
+        )
 
     def state_logits(self, x: np.ndarray) -> np.ndarray:
         """v_s . x for state features x (B..., D) -> (B..., M)."""

@@ -64,21 +64,7 @@ class LearnedPower(WDPolicy):
 
         super().setup(ctx)
         P = ctx.params
-        self.agent = OnlineQ(
-            ctx.mu,
-            1,
-            np.array([P.p_init]),
-            P.theta_init,
-            P.gamma,
-            P.alpha0,
-            P.alpha_t0,
-            P.alpha_decay,
-            P.epsilon,
-            P.patience,
-            P.freeze_on_convergence,
-            P.divergence_limit,
-            P.gradient == "exact",
-        )
+        self.agent = OnlineQ.from_params(ctx.mu, 1, np.array([P.p_init]), P)
 
     def power(self, t: int, h: np.ndarray) -> np.ndarray:
         return self.agent.a[..., 0] * self.ctx.params.p_max
@@ -136,21 +122,7 @@ class LearnedRate:
 
         self.ctx = ctx
         P = ctx.params
-        self.agent = OnlineQ(
-            ctx.nu,
-            P.n_slots,
-            np.full(P.n_slots, P.f_ser_init),
-            P.theta_init,
-            P.gamma,
-            P.alpha0,
-            P.alpha_t0,
-            P.alpha_decay,
-            P.epsilon,
-            P.patience,
-            P.freeze_on_convergence,
-            P.divergence_limit,
-            P.gradient == "exact",
-        )
+        self.agent = OnlineQ.from_params(ctx.nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P)
 
     def rates(self, t: int) -> np.ndarray:
         return self.agent.a * self.ctx.params.f_ser_max

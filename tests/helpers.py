@@ -1,7 +1,7 @@
 """Running the repository's Snakefile in a temporary directory, and comparing finished sweeps.
 
 Snakemake runs as ``python -m snakemake -s <repo>/Snakefile --directory <tmp>``, so nothing is
-written into the repository. Used by test_reliability.py and test_bad_inputs.py.
+written into the repository. Used by test_workflow.py, test_reliability.py and test_bad_inputs.py.
 """
 
 from __future__ import annotations

@@ -10,10 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from helpers import REPO, SMOKE, job_counts, kill, load_config, ok, snakemake, start, write_config
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -32,11 +31,8 @@ from mecmodel.params import PRESETS, ParamError, make_params
 from mecmodel.results import RUN_PATTERN, aggregate, canonical_number, find_runs, open_runs, run_path
 from mecmodel.schemes import SCHEMES
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = REPO / "config" / "config.yaml"
-SMOKE = REPO / "config" / "smoke.yaml"
 PAPER = REPO / "config" / "paper.yaml"
 SWEPT = ("K", "arrival_prob", "gamma")
 POINT_DIMS = ("K", "arrival_prob", "gamma", "scheme")
@@ -44,49 +40,6 @@ GROUP_SIZE = 20  # group-components of simulate in profiles/slurm
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def snakemake(workdir: Path, *args: str, configfile: Path = SMOKE, cores: int = 2) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's Snakefile in ``workdir``; never raises on failure."""
-    env = dict(os.environ)
-    # The rules call the `mecmodel` console script installed beside this interpreter.
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        str(cores),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Jobs per rule from the 'Job stats' table of a (dry) run; {} when nothing is to be done."""
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats:") :]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        m = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    assert counts.pop("total") == sum(counts.values())
-    return counts
 
 
 def planned_outputs(proc: subprocess.CompletedProcess) -> set[str]:
@@ -98,10 +51,6 @@ def report_text(html: str) -> str:
     text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), html)
     text = re.sub(r"<[^>]+>", "", text.replace('\\"', '"').replace("\\n", " "))
     return re.sub(r"\s+", " ", text)
-
-
-def load_config(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
 
 
 def points(config: dict, experiment: str | None = None) -> set[tuple]:
@@ -126,11 +75,6 @@ def points(config: dict, experiment: str | None = None) -> set[tuple]:
 
 def grid_size(config: dict) -> int:
     return sum(math.prod(len(e[a]) for a in (*SWEPT, "scheme")) for e in config["experiments"].values())
-
-
-def write_config(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def run_file(workdir: Path, config: dict, K: int, lam: float, gamma: float, scheme: str) -> Path:
@@ -505,28 +449,13 @@ def test_killed_sweep_resumes_to_the_same_results(smoke, tmp_path):
     """SIGKILL Snakemake and its jobs mid-sweep; --unlock and a rerun finish with identical aggregates."""
     work = tmp_path / "w"
     work.mkdir()
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(SMOKE),
-        "--cores",
-        "2",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = start(work)
     try:
         deadline = time.monotonic() + 300
         while len(find_runs(work / "results")) < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the session holds Snakemake and the jobs it started
-        proc.wait()
+        kill(proc)  # the sweep's session holds Snakemake and the jobs it started
     assert len(find_runs(work / "results")) < len(points(load_config(SMOKE))), "the sweep finished before the kill"
     ok(snakemake(work, "--unlock"))
     ok(snakemake(work))
@@ -616,6 +545,26 @@ def test_open_mfdataset_combines_run_files_without_glue(tiny_runs):
             pt = {d: run[d].item() for d in POINT_DIMS}
             np.testing.assert_array_equal(ds["cost"].sel(**pt).values, run["cost"].squeeze(POINT_DIMS).values)
         assert ds["cost"].attrs["units"] == run["cost"].attrs["units"]
+
+
+def test_command_line_jobs_do_not_import_dask(tmp_path):
+    """dask is installed for open_mfdataset, but a sweep's jobs must not pay its import."""
+    pytest.importorskip("dask")
+    code = (
+        "import atexit, sys, mecmodel.cli\n"
+        "atexit.register(lambda: print(sorted(m for m in sys.modules if m.startswith('dask') and sys.modules[m])))\n"
+        "mecmodel.cli.run()\n"
+    )
+    out = tmp_path / "r.nc"
+    args = ["simulate", "--K", "2", "--seeds", "1", "--blocks", "2", "--progress", "off", "-o", str(out)]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    xr.testing.assert_identical(xr.load_dataset(out).drop_attrs(), mecmodel_simulate_small().drop_attrs())
+
+
+def mecmodel_simulate_small() -> xr.Dataset:
+    return mecmodel.simulate(K=2, seeds=1, blocks=2)
 
 
 def test_aggregate_rejects_mixed_models_and_holes(tiny_runs, tmp_path):
