@@ -10,7 +10,7 @@ of each feature logit, v_s . s_t, from the block before, so both do the same ari
 block and the measured ratio is the gain from vectorising alone.
 
 Only the random inputs come from numpy: the same streams (``SeedSequence(seed,
-spawn_key=(i,))``) drawn in the same chunks as :mod:`mecmodel.simulation`, so for a given seed
+spawn_key=(i,))``) drawn in the same chunks as :mod:`mecmodel.env`, so for a given seed
 the two see the same users, channels, arrivals and feature vectors.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mecmodel.env import CHUNK, STREAMS
 from mecmodel.params import Params
-from mecmodel.simulation import CHUNK, STREAMS
 
 LN2 = math.log(2.0)
 SERIES = (

@@ -2,10 +2,12 @@
 parametric online Q-learning and the paper's baselines.
 
 Where each equation lives:
-    (1), (2), (5)-(8)   mecmodel/queues.py
+    (1), (2), (5)-(8)   mecmodel/queues.py (pure functions of arrays)
     (3), (4)            mecmodel/channel.py
-    (22)-(36)           mecmodel/agents.py (both algorithms share one form)
-    schemes             mecmodel/schemes.py
+    the environment     mecmodel/env.py (state, action, one block's step, random streams)
+    (22)-(36)           mecmodel/policies/qlearning.py (Algorithms 1 and 2)
+    fixed rules         mecmodel/policies/rules.py; the interface in mecmodel/policies/base.py
+    schemes             mecmodel/schemes.py (the registry)
     the loop            mecmodel/simulation.py
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "simulate", "make_params", "ParamError", "SCHEMES"]
+__all__ = ["__version__", "simulate", "simulate_params", "make_params", "ParamError", "SCHEMES"]
 
 
 def __getattr__(name: str):
@@ -51,9 +53,7 @@ def simulate(
     parameter goes in ``overrides`` (see ``mecmodel params``). ``seeds`` is a count
     (seeds 0..n-1) or a list of seed values.
     """
-    from .dataset import build_dataset
     from .params import ParamError, make_params
-    from .simulation import seed_list, simulate_arrays
 
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ParamError(f"overrides: must be a mapping of parameter: value, got {type(overrides).__name__}")
@@ -62,6 +62,22 @@ def simulate(
         if val is not None:
             over[key] = val
     P = make_params(preset, over)
+    return simulate_params(P, scheme=scheme, seeds=seeds, blocks=blocks, per_device=per_device, progress=progress)
+
+
+def simulate_params(
+    P,
+    *,
+    scheme: str = "proposed",
+    seeds: int | Sequence[int] = 10,
+    blocks: int = 2000,
+    per_device: bool = False,
+    progress: bool = False,
+):
+    """:func:`simulate` for parameters already built with :func:`make_params`."""
+    from .dataset import build_dataset
+    from .simulation import simulate_arrays
+
     out = simulate_arrays(P, scheme, seeds, blocks, per_device=per_device, progress=progress)
-    run = {"scheme": scheme, "seeds": seed_list(seeds), "blocks": blocks, "per_device": per_device}
+    run = {"scheme": scheme, "seeds": out["seeds"], "blocks": blocks, "per_device": per_device}
     return build_dataset(out, P, scheme, blocks, run)

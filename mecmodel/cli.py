@@ -17,8 +17,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"mecmodel {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    # Schemes from outside the package (docs/schemes.md): importing the module registers them.
+    mods = argparse.ArgumentParser(add_help=False)
+    mods.add_argument(
+        "--scheme-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a .py file or dotted module name that registers schemes (repeatable)",
+    )
 
-    s = sub.add_parser("simulate", help="simulate one operating point and write a NetCDF file")
+    s = sub.add_parser("simulate", parents=[mods], help="simulate one operating point and write a NetCDF file")
     s.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
     s.add_argument("--arrival-prob", type=str, default=None, help="arrival probability per slot, in (0, 1)")
     s.add_argument("--gamma", type=str, default=None, help="discount factor, in (0, 1)")
@@ -40,19 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-o", "--output", required=True, help="output NetCDF path")
 
-    g = sub.add_parser("aggregate", help="combine run files into one compressed dataset")
+    g = sub.add_parser("aggregate", parents=[mods], help="combine run files into one compressed dataset")
     g.add_argument("inputs", nargs="+", help="run NetCDF files")
     g.add_argument("-o", "--output", required=True, help="output NetCDF path")
     g.add_argument("--experiment", default=None, help="experiment name stored in the attrs")
     g.add_argument("--config-json", default=None, help="JSON text of the experiment's config, stored in the attrs")
 
-    f = sub.add_parser("plot", help="draw one figure from an aggregated dataset")
+    f = sub.add_parser("plot", parents=[mods], help="draw one figure from an aggregated dataset")
     f.add_argument("figure", help="figure name (see mecmodel.plots.FIGURES)")
     f.add_argument("input", help="aggregated NetCDF file")
     f.add_argument("--png", required=True, help="output PNG path")
     f.add_argument("--pdf", required=True, help="output PDF path")
 
-    sub.add_parser("schemes", help="list the schemes")
+    sub.add_parser("schemes", parents=[mods], help="list the registered schemes")
     pp = sub.add_parser("params", help="list every model parameter with its default, unit and range")
     pp.add_argument("--preset", default="default")
     pp.add_argument("--markdown", action="store_true", help="print a Markdown table (used in docs/model.md)")
@@ -109,30 +118,21 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     blocks = _number("blocks", a.blocks, int)
     if blocks < 1:
         raise _Fail(f"blocks: must be an integer >= 1, got {blocks}")
-    P = make_params(a.preset, over)  # validate everything before any work
+    # Validate everything before any work; the parameters are built once.
+    P = make_params(a.preset, over)
     from .schemes import get_scheme
-    from .simulation import memory_estimate, seed_list
+    from .simulation import check_run
 
     get_scheme(a.scheme)
-    n_seeds = len(seed_list(seeds))
-    memory_estimate(P, n_seeds, blocks, a.per_device)
+    seeds = check_run(P, seeds, blocks, a.per_device)
     if not a.output.endswith((".nc", ".nc4")):
         raise _Fail(f"output: must end in .nc, got {a.output!r}")
 
-    import mecmodel
-
+    from . import simulate_params
     from .dataset import write_atomic
 
     progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
-    ds = mecmodel.simulate(
-        scheme=a.scheme,
-        seeds=seeds,
-        blocks=blocks,
-        preset=a.preset,
-        overrides=P._overrides(),
-        per_device=a.per_device,
-        progress=progress,
-    )
+    ds = simulate_params(P, scheme=a.scheme, seeds=seeds, blocks=blocks, per_device=a.per_device, progress=progress)
     try:
         write_atomic(ds, a.output)
     except OSError as e:
@@ -157,9 +157,11 @@ def cmd_plot(a: argparse.Namespace) -> int:
 def cmd_schemes(a: argparse.Namespace) -> int:
     from .schemes import SCHEMES
 
+    print(f"{'name':12s} {'kind':10s} {'information':15s} description")
     for s in SCHEMES.values():
-        tag = "paper" if s.in_paper else "reference"
-        print(f"{s.name:10s} {tag:10s} {s.description}")
+        info = {s.wd().information, s.server().information}
+        info_text = "centralised" if "centralised" in info else "decentralised"
+        print(f"{s.name:12s} {s.kind:10s} {info_text:15s} {s.description}")
     return 0
 
 
@@ -193,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .params import ParamError
 
     try:
+        if getattr(a, "scheme_module", None):
+            from .schemes import load_modules
+
+            load_modules(a.scheme_module, "--scheme-module")
         cmds = {
             "simulate": cmd_simulate,
             "aggregate": cmd_aggregate,

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-SCHEME_ORDER = ("proposed", "binary", "even", "random", "local", "offload")
-REFERENCE_SCHEMES = ("local", "offload")
 POINT_DIMS = ("K", "arrival_prob", "gamma")
 CI_TEXT = "mean over seeds, 95% t-interval"
 MA_WINDOW = 25  # blocks in the moving average of cost_vs_block
@@ -85,28 +83,30 @@ def moving_average(a: np.ndarray, window: int, axis: int = -1) -> np.ndarray:
 
 
 def scheme_order(present) -> list[str]:
-    """The fixed order of the known schemes, then any other scheme alphabetically."""
-    present = [str(s) for s in present]
-    return [s for s in SCHEME_ORDER if s in present] + sorted(s for s in present if s not in SCHEME_ORDER)
+    """The registry's order of the registered schemes, then any other scheme alphabetically."""
+    from .schemes import order
+
+    return order(present)
+
+
+def _registered(name: str):
+    from .schemes import SCHEMES
+
+    return SCHEMES.get(name)
+
+
+def is_reference(name: str) -> bool:
+    """A registered reference scheme (drawn apart from the paper's schemes); unknown names are not."""
+    s = _registered(name)
+    return s is not None and not s.in_paper
 
 
 def scheme_style(name: str) -> dict[str, Any]:
-    """Colour, line style and marker of a scheme: the paper's four in colour, the references grey and dashed."""
-    import seaborn as sns
+    """Colour, line style, marker, width and z-order of a scheme, from the registry."""
+    from .schemes import _default_style
 
-    cb = sns.color_palette("colorblind")
-    styles = {
-        "proposed": {"color": cb[3], "linestyle": "-", "marker": "o", "linewidth": 2.0, "zorder": 6},
-        "binary": {"color": cb[0], "linestyle": "-", "marker": "s", "linewidth": 1.5, "zorder": 5},
-        "even": {"color": cb[2], "linestyle": "-", "marker": "^", "linewidth": 1.5, "zorder": 5},
-        "random": {"color": cb[1], "linestyle": "-", "marker": "D", "linewidth": 1.5, "zorder": 5},
-        "local": {"color": "0.55", "linestyle": (0, (5, 2)), "marker": "v", "linewidth": 1.2, "zorder": 3},
-        "offload": {"color": "0.3", "linestyle": (0, (2, 1.5)), "marker": "P", "linewidth": 1.2, "zorder": 3},
-    }
-    if name in styles:
-        return styles[name]
-    extra = sns.color_palette("dark", 10)
-    return {"color": extra[sum(map(ord, name)) % 10], "linestyle": "-.", "marker": "x", "linewidth": 1.2, "zorder": 4}
+    s = _registered(name)
+    return dict(s.style) if s is not None else _default_style(name, "paper")
 
 
 def _setup() -> None:
@@ -212,7 +212,8 @@ def _diverged(da: xr.DataArray | None) -> tuple[int, int]:
 
 
 def _label(ds: xr.Dataset, scheme: str, unit: str) -> tuple[str, int]:
-    label = scheme + (" (ref.)" if scheme in REFERENCE_SCHEMES else "")
+    reg = _registered(scheme)
+    label = (reg.label if reg is not None else scheme) + (" (ref.)" if is_reference(scheme) else "")
     if "diverged" not in ds.variables:
         return label, 0
     n_div, n_all = _diverged(_by_scheme(ds, "diverged", scheme))
@@ -389,7 +390,7 @@ def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
     window = MA_WINDOW if blocks >= 4 * MA_WINDOW else max(1, blocks // 4)
     x = ds["block"].values
     schemes = _schemes(ds, "cost")
-    paper = [s for s in schemes if s not in REFERENCE_SCHEMES]
+    paper = [s for s in schemes if not is_reference(s)]
     panels = [(schemes, "all schemes (log y)", True)]
     if paper and len(paper) < len(schemes):
         panels.append((paper, "paper's schemes only (linear y)", False))

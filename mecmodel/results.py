@@ -86,11 +86,9 @@ def _tidy_attrs(ds) -> None:
 
 
 def _scheme_order(ds):
-    from .schemes import SCHEMES
+    from .schemes import order
 
-    present = [str(s) for s in ds["scheme"].values]
-    order = [s for s in SCHEMES if s in present] + sorted(s for s in present if s not in SCHEMES)
-    return ds.reindex(scheme=order)
+    return ds.reindex(scheme=order(ds["scheme"].values))
 
 
 def aggregate(

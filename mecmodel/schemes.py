@@ -1,8 +1,8 @@
-"""The schemes: one registry, each a small pair of policies on the shared simulator.
+"""The scheme registry: the single source of every scheme's name, policies, label, kind and style.
 
-A scheme is a WD policy (which transmit power p_k each WD commands, which fixes its
-task partition through (3)-(4)) and a server policy (the server CPU rates f^ser).
-Section VI's schemes and two references the paper lacks:
+A scheme pairs a WD policy (which transmit power p_k each WD commands, which fixes its task
+partition through (3)-(4)) with a server policy (the server CPU rates f^ser), see
+:mod:`mecmodel.policies`. Section VI's schemes and two references the paper lacks:
 
 ========== ================================================ =====================
 scheme     WDs                                              server
@@ -14,165 +14,252 @@ random     each WD offloads a uniformly random share        Algorithm 2
 local      never offload (p = 0)                            Algorithm 2 (idle)
 offload    p = p_max: as much as the channel carries        Algorithm 2
 ========== ================================================ =====================
+
+Everything else reads this registry: the sweep's scheme lists (``scheme: all``, ``paper``,
+``references``) and name checks, plot order (registration order), styles and panels,
+``mecmodel schemes`` and the report captions. A scheme from outside the package is a module
+that calls :func:`register` when imported, named in a config's ``scheme_modules`` or with
+``mecmodel --scheme-module`` (``docs/schemes.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import hashlib
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
-import numpy as np
+from .params import ParamError
+from .policies.base import ServerPolicy, WDPolicy
+from .policies.qlearning import Algorithm1, Algorithm2
+from .policies.rules import EvenShare, FixedPower, RandomShare
 
-from . import channel
-
-
-@dataclasses.dataclass
-class Context:
-    """What a policy may see: parameters, sizes, its own random stream, feature vectors."""
-
-    params: object
-    S: int
-    K: int
-    rngs: list  # one policy stream per seed (independent of channels, arrivals and other seeds)
-    mu: np.ndarray  # (S, K, M, n + 3) WD feature vectors
-    nu: np.ndarray  # (S, M, n + K + 1) server feature vectors
-
-
-class WDPolicy:
-    """Base: a WD policy commands a transmit power p (W) per (seed, WD) each block."""
-
-    learns = False
-    binary = False
-
-    def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def power(self, t: int, h: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-class LearnedPower(WDPolicy):
-    """Algorithm 1 at every WD: p is learned by (28a) from the squared TD error (24)."""
-
-    learns = True
-
-    def __init__(self, binary: bool = False):
-        self.binary = binary
-
-    def setup(self, ctx: Context) -> None:
-        from .agents import OnlineQ
-
-        super().setup(ctx)
-        P = ctx.params
-        self.agent = OnlineQ.from_params(ctx.mu, 1, np.array([P.p_init]), P)
-
-    def power(self, t: int, h: np.ndarray) -> np.ndarray:
-        return self.agent.a[..., 0] * self.ctx.params.p_max
-
-
-class ShareOfTask(WDPolicy):
-    """Offload a given share of a task's back end: the power (4) needs, capped at p_max."""
-
-    def share(self, t: int) -> np.ndarray | float:
-        raise NotImplementedError
-
-    def power(self, t: int, h: np.ndarray) -> np.ndarray:
-        P = self.ctx.params
-        bits = P.zeta * P.task_cycles * np.asarray(self.share(t))
-        return np.minimum(channel.power_for_bits(h, bits, P.bandwidth, P.snr_gap, P.tau), P.p_max)
-
-
-class EvenShare(ShareOfTask):
-    """'Even resource allocation': every WD offloads the same amount, even_fraction x W."""
-
-    def share(self, t: int) -> float:
-        return self.ctx.params.even_fraction
-
-
-class RandomShare(ShareOfTask):
-    """'Random offloading': each WD offloads a uniform random share, ignoring the others."""
-
-    CHUNK = 128  # blocks drawn at a time, so the per-seed loop runs once per chunk
-
-    def share(self, t: int) -> np.ndarray:
-        c, i = divmod(t, self.CHUNK)
-        if getattr(self, "_chunk", None) != c:
-            self._draws = np.stack([g.random((self.CHUNK, self.ctx.K)) for g in self.ctx.rngs], axis=1)
-            self._chunk = c
-        return self._draws[i]
-
-
-class FixedPower(WDPolicy):
-    """A constant fraction of p_max: 0 never offloads ('local'), 1 offloads all it can."""
-
-    def __init__(self, fraction: float):
-        self.fraction = fraction
-
-    def power(self, t: int, h: np.ndarray) -> np.ndarray:
-        return np.full((self.ctx.S, self.ctx.K), self.fraction * self.ctx.params.p_max)
-
-
-class LearnedRate:
-    """Algorithm 2 at the server: f^ser (n slot rates) learned by (35a) from (31)."""
-
-    learns = True
-
-    def setup(self, ctx: Context) -> None:
-        from .agents import OnlineQ
-
-        self.ctx = ctx
-        P = ctx.params
-        self.agent = OnlineQ.from_params(ctx.nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P)
-
-    def rates(self, t: int) -> np.ndarray:
-        return self.agent.a * self.ctx.params.f_ser_max
+KINDS = ("paper", "reference")
+#: What a config may write instead of a list of scheme names.
+SELECTORS = {
+    "all": "every registered scheme",
+    "paper": "the schemes of the paper's section VI",
+    "references": "the references the paper lacks",
+}
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scheme:
+    """One registered scheme. ``wd()`` and ``server()`` build fresh policies for a run."""
+
     name: str
     description: str
     wd: Callable[[], WDPolicy]
-    server: Callable[[], LearnedRate]
-    in_paper: bool
+    server: Callable[[], ServerPolicy]
+    kind: str
+    label: str
+    style: Mapping[str, Any]
+    source: str  # the module that registered it
+
+    @property
+    def in_paper(self) -> bool:
+        return self.kind == "paper"
 
 
-SCHEMES: dict[str, Scheme] = {
-    s.name: s
-    for s in (
-        Scheme(
-            "proposed",
-            "Algorithms 1 and 2: learned power, partial offloading",
-            lambda: LearnedPower(False),
-            LearnedRate,
-            True,
-        ),
-        Scheme(
-            "binary",
-            "Algorithm 1 with whole-task offloading; Algorithm 2",
-            lambda: LearnedPower(True),
-            LearnedRate,
-            True,
-        ),
-        Scheme("even", "every WD offloads the same share of a task; Algorithm 2", EvenShare, LearnedRate, True),
-        Scheme("random", "each WD offloads a uniform random share; Algorithm 2", RandomShare, LearnedRate, True),
-        Scheme("local", "reference: never offload; Algorithm 2", lambda: FixedPower(0.0), LearnedRate, False),
-        Scheme(
-            "offload",
-            "reference: p = p_max, offload all the channel carries; Algorithm 2",
-            lambda: FixedPower(1.0),
-            LearnedRate,
-            False,
-        ),
+SCHEMES: dict[str, Scheme] = {}
+
+
+def _default_style(name: str, kind: str) -> dict[str, Any]:
+    """A stable style for a scheme registered without one (colour from a hash of its name)."""
+    dark = (
+        "#001c7f",
+        "#b1400d",
+        "#12711c",
+        "#8c0800",
+        "#591e71",
+        "#592f0d",
+        "#a23582",
+        "#3c3c3c",
+        "#b8850a",
+        "#006374",
     )
-}
-PAPER_SCHEMES = tuple(n for n, s in SCHEMES.items() if s.in_paper)
+    color = dark[sum(map(ord, name)) % len(dark)]
+    if kind == "reference":
+        return {"color": color, "linestyle": (0, (3, 1, 1, 1)), "marker": "x", "linewidth": 1.2, "zorder": 3}
+    return {"color": color, "linestyle": "-.", "marker": "x", "linewidth": 1.2, "zorder": 4}
+
+
+def register(
+    name: str,
+    *,
+    wd: Callable[[], WDPolicy],
+    server: Callable[[], ServerPolicy],
+    description: str,
+    kind: str = "reference",
+    label: str | None = None,
+    style: Mapping[str, Any] | None = None,
+) -> Scheme:
+    """Add a scheme to the registry and return it.
+
+    ``wd`` and ``server`` are zero-argument callables (a class, a lambda) that build the policies;
+    ``kind`` is ``"paper"`` or ``"reference"`` (references are drawn grey-dashed by default and
+    left out of the "paper's schemes" panels); ``label`` is the legend text (default: the name);
+    ``style`` holds matplotlib keywords ``color``, ``linestyle``, ``marker``, ``linewidth``,
+    ``zorder`` (missing ones get a default). Registering a name again from the same module
+    replaces it; from another module it is an error.
+    """
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name in SELECTORS:
+        raise ParamError(
+            f"scheme: a name is a letter then letters, digits or _ and not one of {', '.join(SELECTORS)}, got {name!r}"
+        )
+    if kind not in KINDS:
+        raise ParamError(f"scheme {name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not (callable(wd) and callable(server)):
+        raise ParamError(f"scheme {name}: wd and server must be callables that build a policy")
+    source = _caller_module()
+    old = SCHEMES.get(name)
+    if old is not None and old.source != source:
+        raise ParamError(f"scheme {name}: already registered by {old.source}")
+    full_style = {**_default_style(name, kind), **dict(style or {})}
+    scheme = Scheme(
+        name, " ".join(description.split()), wd, server, kind, label or name, MappingProxyType(full_style), source
+    )
+    SCHEMES[name] = scheme
+    return scheme
+
+
+def _caller_module() -> str:
+    frame = sys._getframe(2)
+    return frame.f_globals.get("__name__", "?")
 
 
 def get_scheme(name: str) -> Scheme:
     try:
         return SCHEMES[name]
     except KeyError:
-        from .params import ParamError
-
         raise ParamError(f"scheme: must be one of {', '.join(SCHEMES)}, got {name!r}") from None
+
+
+def select(spec: str | Iterable[str], field: str = "scheme") -> list[str]:
+    """Scheme names of a config value: a selector (``all``, ``paper``, ``references``) or a list of names."""
+    if isinstance(spec, str):
+        if spec not in SELECTORS:
+            raise ParamError(f"{field}: must be a list of schemes or one of {', '.join(SELECTORS)}, got {spec!r}")
+        want = {"all": KINDS, "paper": ("paper",), "references": ("reference",)}[spec]
+        return [n for n, s in SCHEMES.items() if s.kind in want]
+    names = list(spec)
+    for i, n in enumerate(names):
+        if n not in SCHEMES:
+            raise ParamError(
+                f"{field}[{i}]: unknown scheme {n!r}; registered: {', '.join(SCHEMES)} "
+                "(a scheme of your own needs its module in scheme_modules)"
+            )
+    return names
+
+
+def order(names: Iterable[str]) -> list[str]:
+    """Registered schemes in registration order, then any other name alphabetically."""
+    present = [str(s) for s in names]
+    return [s for s in SCHEMES if s in present] + sorted(s for s in present if s not in SCHEMES)
+
+
+def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
+    """Import scheme modules: a path to a ``.py`` file (relative to the working directory) or a
+    dotted module name on ``sys.path``. Importing a module registers its schemes."""
+    for spec in specs:
+        try:
+            if spec.endswith(".py"):
+                path = Path(spec).resolve()
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file {str(path)!r}")
+                modname = "mecmodel_scheme_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+                if modname in sys.modules:
+                    continue
+                mspec = importlib.util.spec_from_file_location(modname, path)
+                module = importlib.util.module_from_spec(mspec)
+                sys.modules[modname] = module
+                try:
+                    mspec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[modname]
+                    raise
+            else:
+                importlib.import_module(spec)
+        except ParamError as e:
+            raise ParamError(f"{field}: {spec}: {e}") from None
+        except Exception as e:  # any error of the user's module: one line naming it
+            raise ParamError(f"{field}: cannot import {spec!r}: {type(e).__name__}: {e}") from None
+
+
+def module_digest(specs: Iterable[str]) -> str:
+    """A hash of the scheme modules' source files, so that a sweep reruns when one changes."""
+    h = hashlib.sha256()
+    for spec in specs:
+        if spec.endswith(".py"):
+            path = Path(spec)
+        else:
+            found = importlib.util.find_spec(spec)
+            path = Path(found.origin) if found is not None and found.origin else None
+        h.update(spec.encode())
+        if path is not None and path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+# --- the built-in schemes, in plot order ------------------------------------------------------
+# Colours: seaborn's "colorblind" palette for the paper's schemes; references grey and dashed.
+register(
+    "proposed",
+    wd=Algorithm1,
+    server=Algorithm2,
+    description="Algorithms 1 and 2: learned power, partial offloading",
+    kind="paper",
+    style={"color": "#d55e00", "linestyle": "-", "marker": "o", "linewidth": 2.0, "zorder": 6},
+)
+register(
+    "binary",
+    wd=lambda: Algorithm1(whole_task=True),
+    server=Algorithm2,
+    description="Algorithm 1 with whole-task offloading; Algorithm 2",
+    kind="paper",
+    style={"color": "#0173b2", "linestyle": "-", "marker": "s", "linewidth": 1.5, "zorder": 5},
+)
+register(
+    "even",
+    wd=EvenShare,
+    server=Algorithm2,
+    description="every WD offloads the same share of a task; Algorithm 2",
+    kind="paper",
+    style={"color": "#029e73", "linestyle": "-", "marker": "^", "linewidth": 1.5, "zorder": 5},
+)
+register(
+    "random",
+    wd=RandomShare,
+    server=Algorithm2,
+    description="each WD offloads a uniform random share; Algorithm 2",
+    kind="paper",
+    style={"color": "#de8f05", "linestyle": "-", "marker": "D", "linewidth": 1.5, "zorder": 5},
+)
+register(
+    "local",
+    wd=lambda: FixedPower(0.0),
+    server=Algorithm2,
+    description="reference: never offload; Algorithm 2",
+    style={"color": "0.55", "linestyle": (0, (5, 2)), "marker": "v", "linewidth": 1.2, "zorder": 3},
+)
+register(
+    "offload",
+    wd=lambda: FixedPower(1.0),
+    server=Algorithm2,
+    description="reference: p = p_max, offload all the channel carries; Algorithm 2",
+    style={"color": "0.3", "linestyle": (0, (2, 1.5)), "marker": "P", "linewidth": 1.2, "zorder": 3},
+)
+
+
+def paper_schemes() -> tuple[str, ...]:
+    return tuple(n for n, s in SCHEMES.items() if s.in_paper)
+
+
+PAPER_SCHEMES = paper_schemes()  # the built-in ones; call paper_schemes() after loading modules

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mecmodel
-from mecmodel import agents, channel, queues
+from mecmodel import channel, queues
 from mecmodel.params import ParamError, make_params
+from mecmodel.policies import qlearning as agents
 
 # --------------------------------------------------------------------------- sigmoid (23), (30)
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mecmodel
-from mecmodel import channel, queues, simulation
+from mecmodel import channel, env, queues, simulation
 from mecmodel.params import FIELDS, make_params
 
 SCHEMES = list(mecmodel.SCHEMES)
@@ -236,9 +236,9 @@ def test_schemes_share_channels_and_arrivals() -> None:
 def test_exogenous_draws_are_per_seed() -> None:
     P = make_params("default", {"K": 5})
     gain = np.ones((2, 5))
-    both = simulation.Exogenous([0, 3], P, gain)
-    alone = simulation.Exogenous([3], P, gain[1:])
-    other = simulation.Exogenous([4], P, gain[1:])
+    both = env.Exogenous([0, 3], P, gain)
+    alone = env.Exogenous([3], P, gain[1:])
+    other = env.Exogenous([4], P, gain[1:])
     for t in (0, 1, 127, 128, 129, 300):
         h2, b2 = both.at(t)
         h1, b1 = alone.at(t)
@@ -251,10 +251,10 @@ def test_exogenous_draws_are_per_seed() -> None:
 
 
 def test_streams_are_independent_per_component() -> None:
-    draws = {name: simulation.stream(3, name).random(4) for name in simulation.STREAMS}
+    draws = {name: env.stream(3, name).random(4) for name in env.STREAMS}
     values = [tuple(v) for v in draws.values()]
     assert len(set(values)) == len(values)
-    np.testing.assert_array_equal(simulation.stream(3, "fading").random(4), draws["fading"])
+    np.testing.assert_array_equal(env.stream(3, "fading").random(4), draws["fading"])
 
 
 # --------------------------------------------------------------------------- the Dataset

@@ -33,7 +33,13 @@ CASES: dict[str, dict] = {
         K=4, arrival_prob=0.5, gamma=0.8, scheme="binary", seeds=[3], blocks=80, overrides={"local_service": "head"}
     ),
     "random_single": dict(
-        K=3, arrival_prob=0.3, gamma=0.95, scheme="random", seeds=[0, 1], blocks=200, overrides={"local_service": "single"}
+        K=3,
+        arrival_prob=0.3,
+        gamma=0.95,
+        scheme="random",
+        seeds=[0, 1],
+        blocks=200,
+        overrides={"local_service": "single"},
     ),
     # Long enough, with a loose tolerance, that learners converge and freeze.
     "proposed_converge": dict(
@@ -41,7 +47,13 @@ CASES: dict[str, dict] = {
     ),
     # A weight-norm limit the learners cross: the divergence bookkeeping.
     "proposed_diverge": dict(
-        K=3, arrival_prob=0.4, gamma=0.9, scheme="proposed", seeds=[0, 1], blocks=80, overrides={"divergence_limit": 5.6}
+        K=3,
+        arrival_prob=0.4,
+        gamma=0.9,
+        scheme="proposed",
+        seeds=[0, 1],
+        blocks=80,
+        overrides={"divergence_limit": 5.6},
     ),
     "even_paper": dict(K=2, arrival_prob=0.4, gamma=0.9, scheme="even", seeds=[0, 1], blocks=60, preset="paper"),
     "offload_k20": dict(K=20, arrival_prob=0.4, gamma=0.9, scheme="offload", seeds=[5], blocks=300),

@@ -1,6 +1,10 @@
 """Parametric online Q-learning (section V): Algorithm 1 (WDs) and Algorithm 2 (server).
 
-Both algorithms have the same form, so one vectorised class serves both:
+:class:`Algorithm1` (a WD policy) and :class:`Algorithm2` (a server policy) hold everything of
+the two algorithms: feature vectors (23)/(30) and the input scaling of their states, rewards
+(24)/(31), TD errors, gradients (26)-(27), (33)-(34), updates (28), (35), step sizes (36), and
+the convergence and divergence bookkeeping. Both algorithms have the same form, so one
+vectorised learner class, :class:`OnlineQ`, serves both:
 
 * action-value (22)/(29): Q(x~) = w^T phi(x~), x~ = [action; state];
 * features (23)/(30): phi_i(x~) = 1 / (1 + exp(-v_i^T x~)) with fixed random v_i;
@@ -21,8 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..env import Observation, stream
+from .base import PolicyContext, ServerPolicy, Transition, WDPolicy
+
 if TYPE_CHECKING:
-    from .params import Params
+    from ..params import Params
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -163,3 +170,104 @@ class OnlineQ:
             self.frozen |= done
         self._zs_now = zs_next
         return np.abs(np.where(np.isfinite(delta), delta, np.nan)), rel
+
+    def summary(self, S: int) -> dict[str, np.ndarray]:
+        """Per seed: share of the batch converged, median and last convergence block, first divergence."""
+        conv = self.converged_at.reshape(S, -1).astype(float)
+        conv[conv < 0] = np.nan
+        div = self.diverged_at.reshape(S, -1)
+        never = np.iinfo(np.int64).max
+        return {
+            "converged_fraction": np.isfinite(conv).mean(axis=1),
+            "converged_block_median": _row_nanmedian(conv),
+            "converged_block_max": np.where(
+                np.isfinite(conv).all(axis=1), np.nanmax(np.nan_to_num(conv, nan=-1), axis=1), np.nan
+            ),
+            "diverged_block": np.where((div >= 0).any(axis=1), np.where(div >= 0, div, never).min(axis=1), -1),
+        }
+
+
+def _row_nanmedian(a: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(a).any(axis=1)
+    out = np.full(a.shape[0], np.nan)
+    if ok.any():
+        out[ok] = np.nanmedian(a[ok], axis=1)
+    return out
+
+
+def feature_vectors(ctx: PolicyContext, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """(S, *shape) fixed random feature vectors of (23)/(30), N(0, feature_std^2 / dim) entries."""
+    P = ctx.params
+    v = np.stack([stream(s, name).standard_normal(shape) for s in ctx.seeds])
+    return v * (P.feature_std / np.sqrt(shape[-1]))
+
+
+class Algorithm1(WDPolicy):
+    """Algorithm 1 at every WD: p_k learned by (28a) from the squared TD error of (24).
+
+    State of WD k (input to the features (23)): [q_k / (W queue_scale), log10(h_k) / 10,
+    beta_k,1..n]; the action is p_k / p_max. ``whole_task`` gives the paper's binary offloading.
+    """
+
+    def __init__(self, whole_task: bool = False):
+        self.whole_task = whole_task
+
+    def state(self, obs: Observation) -> np.ndarray:
+        qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
+        return np.concatenate([(obs.q * qscale)[..., None], (np.log10(obs.h) * 0.1)[..., None], obs.beta], axis=-1)
+
+    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
+        super().reset(ctx, obs)
+        P = self.P = ctx.params
+        mu = feature_vectors(ctx, "wd_features", (P.K, P.M, P.n_slots + 3))
+        self.agent = OnlineQ.from_params(mu, 1, np.array([P.p_init]), P)
+        self.agent.observe(self.state(obs))
+
+    def act(self, obs: Observation) -> np.ndarray:
+        return self.agent.a[..., 0] * self.P.p_max
+
+    def update(self, tr: Transition) -> dict[str, np.ndarray]:
+        P = self.P
+        if P.gradient == "exact":
+            dr = tr.info.wd_cost_grad
+        else:
+            dr = np.full((self.ctx.S, P.K), P.w4 * P.tau * P.p_max)  # (26) as printed
+        td, rel = self.agent.learn(tr.obs.t, tr.info.wd_cost, dr[..., None], self.state(tr.next_obs))
+        return {"alg1_td_error": td.sum(axis=1) / P.K, "alg1_rel_change": rel.sum(axis=1) / P.K}
+
+    def summary(self) -> dict[str, dict[str, np.ndarray]]:
+        return {"alg1": self.agent.summary(self.ctx.S)}
+
+
+class Algorithm2(ServerPolicy):
+    """Algorithm 2 at the server: the n slot rates learned by (35a) from the squared TD error of (31).
+
+    State (input to the features (30)): [q^ser, q_1..q_K] / (W queue_scale); the action is
+    f^ser / f^ser_max.
+    """
+
+    def state(self, obs: Observation) -> np.ndarray:
+        qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
+        return np.concatenate([(obs.q_ser * qscale)[:, None], obs.q * qscale], axis=-1)
+
+    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
+        super().reset(ctx, obs)
+        P = self.P = ctx.params
+        nu = feature_vectors(ctx, "server_features", (P.M, P.n_slots + P.K + 1))
+        self.agent = OnlineQ.from_params(nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P)
+        self.agent.observe(self.state(obs))
+
+    def act(self, obs: Observation) -> np.ndarray:
+        return self.agent.a * self.P.f_ser_max
+
+    def update(self, tr: Transition) -> dict[str, np.ndarray]:
+        P = self.P
+        if P.gradient == "exact":
+            dr = tr.info.server_cost_grad
+        else:
+            dr = 3.0 * P.w2 * P.tau * P.xi_ser * tr.action.f_ser**2 * P.f_ser_max  # (33) as printed
+        td, rel = self.agent.learn(tr.obs.t, tr.info.server_cost, dr, self.state(tr.next_obs))
+        return {"alg2_td_error": td, "alg2_rel_change": rel}
+
+    def summary(self) -> dict[str, dict[str, np.ndarray]]:
+        return {"alg2": self.agent.summary(self.ctx.S)}

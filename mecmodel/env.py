@@ -1,0 +1,266 @@
+"""The environment: the MEC system of section II, vectorised over (seed, device).
+
+:class:`MECEnv` owns the physics and the random streams and nothing of the learners, in the
+shape of a Gymnasium / PettingZoo-parallel environment::
+
+    env = MECEnv(P, seeds=[0, 1])
+    obs = env.reset()                                   # Observation at block 0
+    obs, costs, info = env.step(Action(p, f_ser))       # one decision block
+
+* :class:`Observation`: what an agent may see at the start of a block (section IV): each WD's
+  queue, channel gain and this block's arrivals, the block index, the server queue and the WD
+  queues (which the server observes). ``docs/schemes.md`` says who may see what.
+* :class:`Action`: every WD's commanded transmit power p_k (which fixes its partition through
+  (3)-(4)) and the server's n slot rates f^ser.
+* ``costs``: the four terms of (8), per seed (:class:`mecmodel.queues.CostTerms`).
+* :class:`StepInfo`: everything the step computed (service, energies, rates) and what a learner
+  needs as knowledge of the environment: each agent's own cost term and its gradient with
+  respect to its normalised action.
+
+Randomness uses separate streams per component, derived from ``SeedSequence(seed).spawn``
+keys, so that for a given seed every scheme sees the same user positions, shadowing, fading and
+arrivals (common random numbers), and a seed's results do not depend on which other seeds run
+beside it, up to the last bits of float64: numpy's einsum can round the same row differently
+when it sits at another address (seen at K = 100 with 10 seeds, about 1e-14 relative after a
+few blocks). Policies draw from streams of their own (:func:`stream`, any name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import channel, queues
+from .params import ParamError, Params
+
+#: Stream keys of SeedSequence(seed, spawn_key=(key,)). Other names get a key from their hash.
+STREAMS = {
+    "positions": 0,
+    "shadowing": 1,
+    "fading": 2,
+    "arrivals": 3,
+    "wd_features": 4,
+    "server_features": 5,
+    "policy": 6,
+}
+CHUNK = 128  # blocks of fading and arrivals drawn at a time
+SEED_MAX = 2**63
+
+
+def stream_key(name: str) -> int:
+    """Spawn key of a named stream: the fixed ones above, else 2**32 + a hash of the name."""
+    if name in STREAMS:
+        return STREAMS[name]
+    return 2**32 + int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The random stream ``name`` of ``seed``: independent of every other stream and seed."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream_key(name),))))
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """Seed labels of a run: an int n means seeds 0..n-1, a sequence lists them.
+
+    Seeds are stored as an int64 coordinate, so each must be an integer in [0, 2**63).
+    """
+
+    def is_int(x: object) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+    if is_int(seeds):
+        if not 1 <= seeds < SEED_MAX:
+            raise ParamError(f"seeds: must be an integer >= 1 (how many seeds) and < 2**63, got {seeds}")
+        return list(range(int(seeds)))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence | np.ndarray):
+        raise ParamError(
+            f"seeds: must be a count >= 1 or a list of distinct integers in [0, 2**63), "
+            f"got {type(seeds).__name__} {seeds!r}"
+        )
+    bad = [s for s in seeds if not is_int(s) or not 0 <= s < SEED_MAX]
+    if bad:
+        raise ParamError(f"seeds: each seed must be an integer in [0, 2**63), got {bad[0]!r}")
+    out = [int(s) for s in seeds]
+    if not out:
+        raise ParamError("seeds: must list at least one seed")
+    if len(set(out)) != len(out):
+        raise ParamError(f"seeds: must be distinct integers >= 0, got {out}")
+    return out
+
+
+class Exogenous:
+    """Fading gains and arrivals, drawn per seed in chunks of blocks (outside the hot step)."""
+
+    def __init__(self, seeds: list[int], P: Params, mean_gain: np.ndarray):
+        self.P, self.mean_gain = P, mean_gain
+        self.fade_rngs = [stream(s, "fading") for s in seeds]
+        self.arr_rngs = [stream(s, "arrivals") for s in seeds]
+        self.chunks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        if c not in self.chunks:
+            K, n, lam = self.P.K, self.P.n_slots, self.P.arrival_prob
+            fade = np.stack([g.standard_exponential((CHUNK, K)) for g in self.fade_rngs], axis=1)
+            arr = np.stack([g.random((CHUNK, K, n)) < lam for g in self.arr_rngs], axis=1)
+            self.chunks = {k: v for k, v in self.chunks.items() if k >= c - 1}
+            self.chunks[c] = (fade * self.mean_gain, arr.astype(float))
+        return self.chunks[c]
+
+    def at(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(h (S, K) normalised gain, beta (S, K, n) arrivals) of block t."""
+        h, b = self._chunk(t // CHUNK)
+        return h[t % CHUNK], b[t % CHUNK]
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """The state at the start of block ``t``, for every seed (axis 0) and WD (axis 1).
+
+    Under the paper's decentralised information model (section IV) WD k sees ``q[:, k]``,
+    ``h[:, k]``, ``beta[:, k]`` and ``t``; the server sees ``q_ser``, ``q`` (the WDs report their
+    queues) and ``t``. The arrays are the environment's: read them, do not write into them.
+    """
+
+    t: int
+    q: np.ndarray  # (S, K) WD queues, cycles
+    h: np.ndarray  # (S, K) channel gain over the noise power, W^-1 (fading included)
+    beta: np.ndarray  # (S, K, n) 1 where a task arrives in slot i of this block
+    q_ser: np.ndarray  # (S,) server queue, cycles
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """One block's decisions: the WDs' powers and the server's slot rates.
+
+    ``p`` (S, K) is the transmit power each WD commands (W, in [0, p_max]); through (3)-(4) it
+    fixes how many back-end cycles the partitioned task can offload. ``f_ser`` (S, n) is the
+    commanded server rate in each slot (cycles/s, in [0, f_ser_max]); the server never runs
+    faster than its queue needs. ``whole_task`` offloads a task's back end whole or not at all
+    (binary offloading).
+    """
+
+    p: np.ndarray
+    f_ser: np.ndarray
+    whole_task: bool = False
+
+
+@dataclasses.dataclass
+class StepInfo:
+    """What a step computed, for recording and for learners (knowledge of the environment)."""
+
+    P: Params
+    obs: Observation  # the state the action was taken in
+    action: Action
+    service: queues.WDService  # partition of each WD's work (3), (4), (9c)
+    p_tx: np.ndarray  # (S, K) power actually transmitted, (4), W
+    e_local: np.ndarray  # (S, K) local computing energy (2), J
+    e_offload: np.ndarray  # (S, K) offloading energy (5), J
+    served: np.ndarray  # (S, n) cycles the server computed in each slot
+    f_eff: np.ndarray  # (S, n) effective server rates, cycles/s
+    e_server: np.ndarray  # (S,) server energy (7), J
+    arrivals: np.ndarray  # (S, K) tasks that arrived this block
+
+    @functools.cached_property
+    def wd_cost(self) -> np.ndarray:
+        """(S, K) each WD's own cost term of (8): w3 q_k + w4 (E^wd_k + E^off_k), r_{k,t} of (24)."""
+        P = self.P
+        return P.w3 * self.obs.q + P.w4 * (self.e_local + self.e_offload)
+
+    @functools.cached_property
+    def server_cost(self) -> np.ndarray:
+        """(S,) the server's own cost term of (8): w1 q^ser + w2 E^ser, r_t of (31)."""
+        P = self.P
+        return P.w1 * self.obs.q_ser + P.w2 * self.e_server
+
+    @functools.cached_property
+    def wd_cost_grad(self) -> np.ndarray:
+        """(S, K) d wd_cost / d(p / p_max): the exact reward gradient of Algorithm 1's (26).
+
+        dr/dp^ = w4 p_max [tau dp/dp + 3 xi f^2 (dL/dR) dR/dp] where the offload tracks p (the
+        capacity binds), else 0: the transmitted power then does not depend on the command.
+        """
+        P, svc, h, p_cmd = self.P, self.service, self.obs.h, self.action.p
+        n, tau = P.n_slots, P.tau
+        dcap = channel.dbits_dp(h, p_cmd, P.bandwidth, P.snr_gap, tau) / P.zeta
+        f_loc = svc.local / (n * tau)
+        return P.w4 * P.p_max * svc.uncapped * (tau + 3.0 * P.xi_wd * f_loc**2 * svc.dlocal_doff * dcap)
+
+    @functools.cached_property
+    def server_cost_grad(self) -> np.ndarray:
+        """(S, n) d server_cost / d(f^ser_i / f^ser_max): the exact gradient of Algorithm 2's (33).
+
+        Slots run at f_i until the queue runs dry inside a "partial" slot p, whose rate is the
+        remainder: f_p = (q - sum_{i<p} f_i tau) / tau. Raising an active f_i moves work out of
+        slot p, so dE/df_i = 3 tau xi (f_i^2 - f_p^2); f_p itself does not depend on f_p.
+        """
+        P, served, f_eff, f_cmd = self.P, self.served, self.f_eff, self.action.f_ser
+        active = (served >= f_cmd * P.tau - 0.5) & (f_cmd > 0)
+        partial = ~active & (served > 0)
+        f_p2 = np.sum(np.where(partial, f_eff**2, 0.0), axis=-1, keepdims=True)
+        return 3.0 * P.w2 * P.tau * P.xi_ser * (f_eff**2 - f_p2) * P.f_ser_max * active
+
+
+class MECEnv:
+    """K WDs and one edge server, for every seed at once; one :meth:`step` is one decision block.
+
+    The user drop and shadowing are drawn at construction (fixed for the run, one stream each);
+    fading and arrivals are drawn per block from their own streams. :meth:`reset` empties the
+    queues and returns the first observation; :meth:`step` applies (3)-(8) and the queue
+    transitions (1), (6) and returns ``(next observation, cost terms (8), StepInfo)``.
+    """
+
+    def __init__(self, P: Params, seeds: int | Sequence[int]):
+        self.P = P
+        self.seeds = seed_list(seeds)
+        self.S = len(self.seeds)
+        dist = np.stack(
+            [channel.drop_users(stream(s, "positions"), P.K, P.cell_radius, P.min_distance) for s in self.seeds]
+        )
+        shadow = np.stack([stream(s, "shadowing").standard_normal(P.K) for s in self.seeds])
+        self.distance = dist
+        self.mean_gain = channel.large_scale_gain(dist, shadow, P.pathloss_a, P.pathloss_b, P.shadowing_db, P.noise_dbw)
+        self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)  # (9c): cycles a WD computes in a block
+        self.obs: Observation | None = None
+
+    def rngs(self, name: str) -> list[np.random.Generator]:
+        """One generator of the stream ``name`` per seed (for policies that draw)."""
+        return [stream(s, name) for s in self.seeds]
+
+    def reset(self) -> Observation:
+        """Empty queues, fresh fading and arrival streams; the observation of block 0."""
+        self.exo = Exogenous(self.seeds, self.P, self.mean_gain)
+        h, beta = self.exo.at(0)
+        self.obs = Observation(0, np.zeros((self.S, self.P.K)), h, beta, np.zeros(self.S))
+        return self.obs
+
+    def step(self, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
+        """One block: partition (3)-(4), local computing (2), offloading (5), server (6)-(7), cost (8)."""
+        P, o = self.P, self.obs
+        if o is None:
+            raise RuntimeError("MECEnv.step before reset")
+        n, W, tau = P.n_slots, P.task_cycles, P.tau
+        q, h, q_ser = o.q, o.h, o.q_ser
+        # WDs: partition (3)-(4), local computing (2), offloading (5)
+        cap = channel.bits_per_slot(h, action.p, P.bandwidth, P.snr_gap, tau) / P.zeta
+        svc = queues.wd_service(q, cap, W, self.local_max, P.local_service, action.whole_task)
+        p_tx = np.where(
+            svc.offload > 0, channel.power_for_bits(h, P.zeta * svc.offload, P.bandwidth, P.snr_gap, tau), 0.0
+        )
+        e_loc = queues.local_energy(svc.local, n, tau, P.xi_wd)
+        e_off = queues.offload_energy(p_tx, tau)
+        # Server (6)-(7): it computes what was offloaded in earlier blocks.
+        served, f_eff = queues.server_service(q_ser, action.f_ser, tau)
+        e_ser = queues.server_energy(f_eff, tau, P.xi_ser)
+        terms = queues.cost_terms(q_ser, e_ser, q, e_loc + e_off, P.w1, P.w2, P.w3, P.w4)
+        arrivals = o.beta.sum(axis=-1)
+        info = StepInfo(P, o, action, svc, p_tx, e_loc, e_off, served, f_eff, e_ser, arrivals)
+        # Transition (1), (6).
+        q_next = queues.wd_queue_next(q, svc, arrivals, W)
+        q_ser_next = queues.server_queue_next(q_ser, served, svc.offload)
+        h_next, beta_next = self.exo.at(o.t + 1)
+        self.obs = Observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
+        return self.obs, terms, info

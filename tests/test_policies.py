@@ -1,0 +1,175 @@
+"""The environment/policies split: any WD policy pairs with any server policy, fixed rules and
+queue-aware ones included; the environment alone reproduces a scheme's run; the registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import mecmodel
+from mecmodel import schemes
+from mecmodel.env import Action, MECEnv
+from mecmodel.params import ParamError, make_params
+from mecmodel.policies import PolicyContext, ServerPolicy, Transition, WDPolicy
+from mecmodel.simulation import simulate_arrays
+
+PLUGIN = textwrap.dedent(
+    '''
+    """A queue-aware WD rule and a full-speed server: a scheme from outside the package."""
+    import numpy as np
+
+    from mecmodel.policies import ServerPolicy, WDPolicy
+    from mecmodel.schemes import register
+
+
+    class Threshold(WDPolicy):
+        """Offload at p_max while more than one task waits, else compute locally."""
+
+        def act(self, obs):
+            P = self.ctx.params
+            return np.where(obs.q > P.task_cycles, P.p_max, 0.0)
+
+
+    class FullSpeed(ServerPolicy):
+        def act(self, obs):
+            return np.full((self.ctx.S, self.ctx.params.n_slots), self.ctx.params.f_ser_max)
+
+
+    register("threshold_full", wd=Threshold, server=FullSpeed, description="threshold WDs, full-speed server")
+    '''
+)
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    path = tmp_path / "my_schemes.py"
+    path.write_text(PLUGIN)
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))  # leave the registry as it was
+    schemes.load_modules([str(path)])
+    yield path
+    for name in [m for m in sys.modules if m.startswith("mecmodel_scheme_")]:
+        del sys.modules[name]
+
+
+def test_fixed_server_and_queue_aware_wds(plugin):
+    P = make_params("default", {"K": 4, "arrival_prob": 0.5})
+    out = simulate_arrays(P, "threshold_full", [0, 3], 120, per_device=True)
+    q, p_tx = out["device"]["wd_queue_k"], out["device"]["tx_power_k"]
+    assert (p_tx[q <= P.task_cycles] == 0).all()  # the rule saw its queue
+    assert (p_tx[q > P.task_cycles] > 0).any()
+    # the server ran every slot at f_ser_max while work remained: (6) with a fixed rate
+    qs, off = out["series"]["server_queue"], out["device"]["offloaded_k"].sum(axis=-1)
+    capacity = P.n_slots * P.tau * P.f_ser_max
+    np.testing.assert_array_equal(qs[:, 1:], np.maximum(qs[:, :-1] - capacity, 0) + off[:, :-1])
+    # nothing learns: no learner series, no convergence summaries
+    assert np.isnan(out["series"]["alg2_td_error"]).all() and out["agents"] == {}
+    w = out["work"]
+    np.testing.assert_array_equal(w["arrived"], w["local"] + w["server"] + w["queued"])
+
+
+def test_scheme_module_on_the_command_line(plugin, tmp_path):
+    out = tmp_path / "run.nc"
+    cmd = [sys.executable, "-m", "mecmodel", "simulate", "--scheme-module", str(plugin), "--scheme", "threshold_full"]
+    r = subprocess.run(
+        [*cmd, "--K", "3", "--seeds", "2", "--blocks", "30", "-o", str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    import xarray as xr
+
+    with xr.open_dataset(out) as ds:
+        assert ds["scheme"].values.tolist() == ["threshold_full"]
+        assert np.isnan(ds["alg2_converged_fraction"]).all()
+
+
+@pytest.mark.parametrize("scheme", ["proposed", "random", "offload"])
+def test_environment_driven_by_hand_reproduces_the_run(scheme):
+    """The loop is nothing but act -> step -> update: written out here, it gives the same series."""
+    P = make_params("default", {"K": 3})
+    ref = simulate_arrays(P, scheme, [2, 5], 50)
+    env = MECEnv(P, [2, 5])
+    obs = env.reset()
+    ctx = PolicyContext(P, (2, 5), env)
+    sch = schemes.get_scheme(scheme)
+    wd, server = sch.wd(), sch.server()
+    wd.reset(ctx, obs)
+    server.reset(ctx, obs)
+    costs, td = [], []
+    for _ in range(50):
+        action = Action(wd.act(obs), server.act(obs), wd.whole_task)
+        nxt, terms, info = env.step(action)
+        tr = Transition(obs, action, terms, info, nxt)
+        wd.update(tr)
+        td.append(server.update(tr)["alg2_td_error"])
+        costs.append(terms.total)
+        obs = nxt
+    np.testing.assert_array_equal(np.stack(costs, axis=1), ref["series"]["cost"])
+    np.testing.assert_array_equal(np.stack(td, axis=1), ref["series"]["alg2_td_error"])
+
+
+def test_step_info_costs_add_up_to_eq8():
+    P = make_params("default", {"K": 5})
+    env = MECEnv(P, [0, 1, 2])
+    obs = env.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = Action(rng.uniform(0, P.p_max, (3, 5)), rng.uniform(0, P.f_ser_max, (3, P.n_slots)))
+        obs, terms, info = env.step(a)
+        np.testing.assert_allclose(info.wd_cost.sum(axis=1) + info.server_cost, terms.total, rtol=1e-12)
+        assert (obs.q >= 0).all() and (obs.q_ser >= 0).all()
+        assert ((info.p_tx >= 0) & (info.p_tx <= P.p_max * (1 + 1e-12))).all()
+        assert ((info.f_eff >= 0) & (info.f_eff <= P.f_ser_max)).all()
+
+
+def test_step_before_reset_is_refused():
+    env = MECEnv(make_params("default", {"K": 2}), 1)
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step(Action(np.zeros((1, 2)), np.zeros((1, 5))))
+
+
+def test_registry_selectors():
+    assert schemes.select("paper") == ["proposed", "binary", "even", "random"]
+    assert schemes.select("references") == ["local", "offload"]
+    assert schemes.select("all") == list(schemes.SCHEMES)
+    with pytest.raises(ParamError, match=r"scheme\[1\]: unknown scheme 'nope'"):
+        schemes.select(["even", "nope"])
+    with pytest.raises(ParamError, match="scheme: must be a list of schemes or one of all, paper, references"):
+        schemes.select("everything")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "1bad"}, "a name is a letter"),
+        ({"name": "all"}, "a name is a letter"),
+        ({"name": "x", "kind": "baseline"}, "kind must be one of paper, reference"),
+        ({"name": "x", "wd": None}, "wd and server must be callables"),
+        ({"name": "even"}, "already registered by mecmodel.schemes"),
+    ],
+)
+def test_register_refuses(kwargs, match, monkeypatch):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    args = {"wd": WDPolicy, "server": ServerPolicy, "description": "d", **kwargs}
+    with pytest.raises(ParamError, match=match):
+        schemes.register(args.pop("name"), **args)
+
+
+def test_bad_scheme_module_is_one_error(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("raise ValueError('oops')\n")
+    with pytest.raises(ParamError, match=r"scheme_modules: cannot import .*broken.py.*ValueError: oops"):
+        schemes.load_modules([str(bad)])
+    with pytest.raises(ParamError, match="scheme_modules: cannot import 'no_such_mod_xyz'"):
+        schemes.load_modules(["no_such_mod_xyz"])
+
+
+def test_simulate_params_is_simulate():
+    P = make_params("default", {"K": 2})
+    a = mecmodel.simulate_params(P, scheme="even", seeds=2, blocks=10)
+    b = mecmodel.simulate(K=2, scheme="even", seeds=2, blocks=10)
+    import xarray as xr
+
+    xr.testing.assert_identical(a, b)
