@@ -2,9 +2,11 @@
 
     snakemake                                  # the paper's figures (config/config.yaml)
     snakemake --configfile config/smoke.yaml   # the same pipeline in seconds
+    snakemake --configfile config/paper.yaml   # a scenario: config.yaml with the paper preset
     snakemake --report results/report.html     # browsable figures with captions
 
-A config file given with --configfile replaces config/config.yaml (it is not merged with it).
+A config file given with --configfile replaces config/config.yaml; a file may extend another
+(`extends:`, see config/README.md). The logic lives in mecmodel.sweep; the rules call it.
 """
 
 import os
@@ -21,14 +23,13 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-# Strict re-read of the config files, the schema, and the results/ folder (see config.smk).
-include: "workflow/rules/config.smk"
+# Config layers, schema, strict re-read of the files, results/ checks, experiment resolution.
+include: "workflow/rules/common.smk"
 
 
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
@@ -45,10 +46,10 @@ rule all:
     input:
         # The runs themselves too: a deleted run file is otherwise an intermediate that
         # Snakemake leaves missing while the aggregate built from it looks up to date.
-        sorted({run for exp in EXPERIMENTS.values() for run in exp["runs"]}),
-        expand("results/{experiment}.nc", experiment=EXPERIMENTS),
+        SWEEP.all_runs(),
+        expand("results/{experiment}.nc", experiment=SWEEP.experiments),
         expand(
             "results/figures/{experiment}.{ext}",
-            experiment=EXPERIMENTS,
+            experiment=SWEEP.experiments,
             ext=("png", "pdf"),
         ),

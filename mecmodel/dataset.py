@@ -18,8 +18,7 @@ import numpy as np
 
 from . import __version__
 from .params import FIELD_BY_NAME, Params, stable_hash
-
-POINT_DIMS = ("K", "arrival_prob", "gamma", "scheme")
+from .sweep import POINT_DIMS
 
 # name: (units, long_name)
 SERIES = {

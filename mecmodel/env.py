@@ -11,7 +11,8 @@ shape of a Gymnasium / PettingZoo-parallel environment::
   queue, channel gain and this block's arrivals, the block index, the server queue and the WD
   queues (which the server observes). ``docs/schemes.md`` says who may see what.
 * :class:`Action`: every WD's commanded transmit power p_k (which fixes its partition through
-  (3)-(4)) and the server's n slot rates f^ser.
+  (3)-(4)) and the server's n slot rates f^ser; the step clips them to [0, p_max] and
+  [0, f_ser_max] (NaN stays NaN and poisons the run, visibly).
 * ``costs``: the four terms of (8), per seed (:class:`mecmodel.queues.CostTerms`).
 * :class:`StepInfo`: everything the step computed (service, energies, rates) and what a learner
   needs as knowledge of the environment: each agent's own cost term and its gradient with
@@ -154,7 +155,7 @@ class StepInfo:
 
     P: Params
     obs: Observation  # the state the action was taken in
-    action: Action
+    action: Action  # as applied: clipped to [0, p_max] and [0, f_ser_max]
     service: queues.WDService  # partition of each WD's work (3), (4), (9c)
     p_tx: np.ndarray  # (S, K) power actually transmitted, (4), W
     e_local: np.ndarray  # (S, K) local computing energy (2), J
@@ -242,6 +243,10 @@ class MECEnv:
         P, o = self.P, self.obs
         if o is None:
             raise RuntimeError("MECEnv.step before reset")
+        # The action space is a box, as Gymnasium's: commands outside it are clipped to (9b)-(9d).
+        action = Action(
+            np.clip(action.p, 0.0, P.p_max), np.clip(action.f_ser, 0.0, P.f_ser_max), bool(action.whole_task)
+        )
         n, W, tau = P.n_slots, P.task_cycles, P.tau
         q, h, q_ser = o.q, o.h, o.q_ser
         # WDs: partition (3)-(4), local computing (2), offloading (5)

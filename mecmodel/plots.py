@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .params import ParamError
+from .sweep import AXES
 
 if TYPE_CHECKING:
     import numpy as np
     import xarray as xr
     from matplotlib.figure import Figure
 
-POINT_DIMS = ("K", "arrival_prob", "gamma")
+POINT_DIMS = tuple(AXES)
 CI_TEXT = "mean over seeds, 95% t-interval"
 MA_WINDOW = 25  # blocks in the moving average of cost_vs_block
 DPI = 200

@@ -1,9 +1,7 @@
 """Reading and combining simulation runs written by the workflow.
 
-The workflow writes one NetCDF file per parameter point at a canonical path
-(see :data:`RUN_PATTERN`)::
-
-    results/runs/{preset}-{model_hash}/K{K}/lam{arrival_prob}/gamma{gamma}/{scheme}/s{seeds}-b{blocks}.nc
+The workflow writes one NetCDF file per parameter point at a canonical path, the template
+:data:`mecmodel.sweep.RUN` below ``<root>/runs`` (``{model}`` is ``{preset}-{model_hash}``).
 
 * :func:`aggregate` combines the runs of one experiment (a full Cartesian grid of a single
   model) into one dense, compressed dataset with dims ``(K, arrival_prob, gamma, scheme,
@@ -18,38 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .params import ParamError
+from .sweep import AXES, POINT_DIMS, RUN_GLOB, canonical_number, parse_run_path, run_path
 
-#: Point coordinates swept by the workflow; they are coords of the datasets, not attrs.
-SWEPT = ("K", "arrival_prob", "gamma")
-POINT_DIMS = ("K", "arrival_prob", "gamma", "scheme")
+__all__ = ["aggregate", "canonical_number", "find_runs", "open_runs", "run_path"]
 RUN_LEVELS = ("model",) + POINT_DIMS
-
-#: Canonical run path below ``<root>/runs`` (also matched by :func:`run_path`).
-RUN_PATTERN = re.compile(
-    r"(?P<model>[A-Za-z0-9_]+-[0-9a-f]{12})/K(?P<K>[0-9]+)/lam(?P<arrival_prob>[^/]+)/gamma(?P<gamma>[^/]+)/"
-    r"(?P<scheme>[A-Za-z0-9_]+)/s(?P<seeds>[0-9]+)-b(?P<blocks>[0-9]+)\.nc"
-)
-
-
-def canonical_number(x: float | int | str) -> str:
-    """The one spelling of a grid value used in paths: ``0.4``, ``0.40`` and ``4e-1`` all give ``0.4``."""
-    return format(float(x), ".10g")
-
-
-def run_path(
-    model: str, K: int, arrival_prob: float, gamma: float, scheme: str, seeds: int, blocks: int, root: str = "results"
-) -> str:
-    """Canonical path of one run file (the workflow builds the same string)."""
-    return (
-        f"{root}/runs/{model}/K{int(K)}/lam{canonical_number(arrival_prob)}/gamma{canonical_number(gamma)}/"
-        f"{scheme}/s{int(seeds)}-b{int(blocks)}.nc"
-    )
 
 
 def _load(path: str | os.PathLike):
@@ -73,12 +48,12 @@ def _load(path: str | os.PathLike):
 
 def _model_params(ds) -> dict[str, Any]:
     params = json.loads(ds.attrs["params_json"])
-    return {k: v for k, v in params.items() if k not in SWEPT}
+    return {k: v for k, v in params.items() if k not in AXES}
 
 
 def _tidy_attrs(ds) -> None:
     """Drop the per-point attrs a combined dataset must not carry (they are coordinates)."""
-    for name in SWEPT:
+    for name in AXES:
         ds.attrs.pop(f"param_{name}", None)
         ds.attrs.pop(f"param_{name}_units", None)
     for name in ("scheme", "config_hash", "params_json"):
@@ -183,25 +158,10 @@ def find_runs(root: str | os.PathLike = "results") -> list[tuple[Path, dict[str,
     """
     base = Path(root) / "runs"
     found = []
-    for path in sorted(base.glob("*/K*/lam*/gamma*/*/s*-b*.nc")):
-        m = RUN_PATTERN.fullmatch(path.relative_to(base).as_posix())
-        if m is None:
-            continue
-        g = m.groupdict()
-        found.append(
-            (
-                path,
-                {
-                    "model": g["model"],
-                    "K": int(g["K"]),
-                    "arrival_prob": float(g["arrival_prob"]),
-                    "gamma": float(g["gamma"]),
-                    "scheme": g["scheme"],
-                    "seeds": int(g["seeds"]),
-                    "blocks": int(g["blocks"]),
-                },
-            )
-        )
+    for path in sorted(base.glob(RUN_GLOB)):
+        info = parse_run_path(path.relative_to(base).as_posix())
+        if info is not None:
+            found.append((path, info))
     return found
 
 

@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -186,6 +187,9 @@ def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
                     del sys.modules[modname]
                     raise
             else:
+                # As `python -m` does: a module in the working directory is importable.
+                if os.getcwd() not in sys.path and "" not in sys.path:
+                    sys.path.insert(0, os.getcwd())
                 importlib.import_module(spec)
         except ParamError as e:
             raise ParamError(f"{field}: {spec}: {e}") from None

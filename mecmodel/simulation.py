@@ -65,6 +65,9 @@ SERIES = (
     "alg2_rel_change",
 )
 DEVICE = ("wd_queue_k", "tx_power_k", "local_rate_k", "offloaded_k")
+#: What Policy.update may return (per-seed diagnostics) and Policy.summary may name.
+LEARNER_SERIES = ("alg1_td_error", "alg1_rel_change", "alg2_td_error", "alg2_rel_change")
+LEARNERS = ("alg1", "alg2")
 
 
 def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bool = False) -> list[int]:
@@ -144,8 +147,11 @@ def simulate_arrays(
         tr = Transition(obs, action, terms, info, next_obs)
         for policy in (wd, server):
             for name, value in policy.update(tr).items():
-                if name in rec:
-                    rec[name][:, t] = value
+                if name not in LEARNER_SERIES:
+                    raise ValueError(
+                        f"{type(policy).__name__}.update returned {name!r}; it may return {', '.join(LEARNER_SERIES)}"
+                    )
+                rec[name][:, t] = value
         obs = next_obs
 
     # --- summaries per seed ---
@@ -166,6 +172,9 @@ def simulate_arrays(
         "distance": env.distance,
         "agents": {**server.summary(), **wd.summary()},
     }
+    unknown = set(out["agents"]) - set(LEARNERS)
+    if unknown:
+        raise ValueError(f"a policy's summary names {sorted(unknown)}; it may name {', '.join(LEARNERS)}")
     for name, summary in out["agents"].items():
         for s, b in zip(seeds, summary["diverged_block"], strict=True):
             if b >= 0:

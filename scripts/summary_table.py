@@ -72,14 +72,15 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for s in ds.scheme.values:
         x = ds.sel(scheme=s)
-        a1 = (
+        a1, a2 = (
             "does not learn"
-            if not np.isfinite(x.alg1_td_error.values).any()
-            else conv(x.alg1_converged_block_median.values)
+            if not np.isfinite(x[f"{alg}_td_error"].values).any()
+            else conv(x[f"{alg}_converged_block_median"].values)
+            for alg in ("alg1", "alg2")
         )
         print(
             f"| {s} | {ci(x.discounted_cost.values)} | {ci(x.average_cost.values)} | {ci(x.latency.values)} "
-            f"| {a1} | {conv(x.alg2_converged_block_median.values)} | {int(x.diverged.sum())} |"
+            f"| {a1} | {a2} | {int(x.diverged.sum())} |"
         )
     if a.convergence:
         with xr.open_dataset(a.convergence) as d:

@@ -142,7 +142,15 @@ def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 def load_config(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
+    """A shipped config as the workflow sees it: layers (``extends``, ``prefix``) resolved, scheme
+    selectors (``all``, ``paper``) expanded to the registry's lists."""
+    from mecmodel.schemes import select
+    from mecmodel.sweep import apply_layers
+
+    config = apply_layers(yaml.safe_load(path.read_text()), [path])
+    for exp in config["experiments"].values():
+        exp["scheme"] = select(exp["scheme"])
+    return config
 
 
 def write_config(path: Path, config: dict) -> Path:

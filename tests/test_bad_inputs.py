@@ -119,8 +119,8 @@ CONFIG_CASES = [
         "scheme is code",
         with_exp(scheme=[INJECT]),
         (
-            "config: experiments.e.scheme[0]: ",
-            "is not one of ['proposed', 'binary', 'even', 'random', 'local', 'offload']",
+            "config: experiments.e.scheme[0]: unknown scheme",
+            "registered: proposed, binary, even, random, local, offload",
         ),
     ),
     ConfigCase(

@@ -3,6 +3,7 @@ queue-aware ones included; the environment alone reproduces a scheme's run; the 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -173,3 +174,44 @@ def test_simulate_params_is_simulate():
     import xarray as xr
 
     xr.testing.assert_identical(a, b)
+
+
+def test_actions_are_clipped_to_the_box():
+    P = make_params("default", {"K": 3})
+    env = MECEnv(P, [0])
+    env.reset()
+    env.obs = dataclasses.replace(env.obs, q=np.full((1, 3), 5 * P.task_cycles), q_ser=np.array([1e12]))
+    _, _, info = env.step(Action(np.array([[-1.0, 0.1, 9.0]]), np.full((1, P.n_slots), 2 * P.f_ser_max)))
+    np.testing.assert_array_equal(info.action.p, [[0.0, 0.1, P.p_max]])
+    assert (info.action.f_ser == P.f_ser_max).all() and (info.f_eff == P.f_ser_max).all()
+    assert (info.p_tx <= P.p_max).all() and info.p_tx[0, 0] == 0
+
+
+class _Chatty(WDPolicy):
+    def act(self, obs):
+        return np.zeros_like(obs.q)
+
+    def update(self, tr):
+        return {"cost": np.zeros(self.ctx.S)}
+
+
+class _OddSummary(WDPolicy):
+    def act(self, obs):
+        return np.zeros_like(obs.q)
+
+    def summary(self):
+        return {"mine": {"converged_fraction": np.zeros(self.ctx.S)}}
+
+
+@pytest.mark.parametrize(
+    ("wd", "match"),
+    [
+        (_Chatty, r"_Chatty.update returned 'cost'; it may return alg1_td_error"),
+        (_OddSummary, r"summary names \['mine'\]"),
+    ],
+)
+def test_policies_cannot_overwrite_the_record(wd, match, monkeypatch):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    schemes.register("odd", wd=wd, server=schemes.SCHEMES["local"].server, description="d")
+    with pytest.raises(ValueError, match=match):
+        simulate_arrays(make_params("default", {"K": 2}), "odd", [0], 5)

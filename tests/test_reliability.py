@@ -57,7 +57,9 @@ MODEL = f"default-{make_params('default').model_hash()}"
 
 
 def run_of(root: Path, K: int, lam: float, gamma: float, scheme: str, config: dict = SMOKE_CONFIG) -> Path:
-    return root / run_path(MODEL, K, lam, gamma, scheme, config["seeds"], config["blocks"])
+    return root / run_path(
+        MODEL, {"K": K, "arrival_prob": lam, "gamma": gamma, "scheme": scheme}, config["seeds"], config["blocks"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -442,7 +444,7 @@ def test_full_disk_fails_clearly_without_partial_files_and_the_rerun_completes(t
     work.mkdir()
     proc = snakemake(work, configfile=cfg, cores=1, preexec_fn=_file_size_limit(FULL))
     assert proc.returncode != 0
-    run = work / run_path(MODEL, 2, 0.4, 0.9, "proposed", 2, 2000)
+    run = work / run_path(MODEL, {"K": 2, "arrival_prob": 0.4, "gamma": 0.9, "scheme": "proposed"}, 2, 2000)
     message = f"mecmodel: error: output: cannot write {run.relative_to(work)}: the NetCDF library could not write"
     log = work / "results" / "logs" / "simulate" / run.relative_to(work / "results" / "runs").with_suffix(".log")
     assert log.read_text().splitlines() == [log.read_text().strip()] and log.read_text().startswith(message)

@@ -28,14 +28,14 @@ from hypothesis import strategies as st
 import mecmodel
 from mecmodel.dataset import write_atomic
 from mecmodel.params import PRESETS, ParamError, make_params
-from mecmodel.results import RUN_PATTERN, aggregate, canonical_number, find_runs, open_runs, run_path
-from mecmodel.schemes import SCHEMES
+from mecmodel.results import aggregate, canonical_number, find_runs, open_runs, run_path
+from mecmodel.schemes import SCHEMES, SELECTORS
+from mecmodel.sweep import AXES, POINT_DIMS, RUN_PATTERN
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = REPO / "config" / "config.yaml"
 PAPER = REPO / "config" / "paper.yaml"
-SWEPT = ("K", "arrival_prob", "gamma")
-POINT_DIMS = ("K", "arrival_prob", "gamma", "scheme")
+SWEPT = tuple(AXES)
 GROUP_SIZE = 20  # group-components of simulate in profiles/slurm
 
 
@@ -79,7 +79,8 @@ def grid_size(config: dict) -> int:
 
 def run_file(workdir: Path, config: dict, K: int, lam: float, gamma: float, scheme: str) -> Path:
     model = f"{config['preset']}-{make_params(config['preset'], config['overrides']).model_hash()}"
-    return workdir / run_path(model, K, lam, gamma, scheme, config["seeds"], config["blocks"])
+    point = {"K": K, "arrival_prob": lam, "gamma": gamma, "scheme": scheme}
+    return workdir / run_path(model, point, config["seeds"], config["blocks"])
 
 
 # ----------------------------------------------------------------------------- config, schema, DAG
@@ -101,7 +102,8 @@ def test_overrides_schema_is_in_sync_with_params():
 def test_schema_enums_match_the_registries():
     schema = yaml.safe_load(SCHEMA.read_text())
     exp = schema["$defs"]["experiment"]["properties"]
-    assert exp["scheme"]["items"]["enum"] == list(SCHEMES)
+    # Scheme names are checked against the registry (which scheme modules extend), not an enum.
+    assert set(SELECTORS) <= set(re.findall(r"\w+", exp["scheme"]["description"]))
     assert schema["properties"]["preset"]["enum"] == list(PRESETS)
     assert exp["preset"]["enum"] == list(PRESETS)
     from mecmodel.plots import FIGURES
@@ -165,9 +167,14 @@ def _valid_experiment():
 
 
 def _validate(config: dict) -> dict:
+    """The schema, then the scheme names against the registry (mecmodel.sweep does both)."""
     from snakemake.utils import validate
 
+    from mecmodel.schemes import select
+
     validate(config, str(SCHEMA))
+    for exp in config["experiments"].values():
+        select(exp["scheme"])
     return config
 
 
@@ -192,7 +199,7 @@ def test_schema_rejects_bad_grid_values(exp, axis, bad):
     # JSON schema counts 2.0 as an integer, and the workflow reads it as K = 2.
     assume(not (axis == "K" and isinstance(bad, float) and bad.is_integer() and bad >= 1))
     exp = {**exp, axis: [bad]}
-    with pytest.raises(WorkflowError):
+    with pytest.raises((WorkflowError, ParamError)):
         _validate({"experiments": {"e": exp}})
 
 
@@ -216,12 +223,13 @@ def test_canonical_numbers_are_stable_path_components(x):
     blocks=st.integers(1, 10**6),
 )
 def test_run_paths_parse_back(K, lam, gamma, scheme, seeds, blocks):
-    path = run_path("default-0123456789ab", K, lam, gamma, scheme, seeds, blocks, root="results")
+    point = {"K": K, "arrival_prob": lam, "gamma": gamma, "scheme": scheme}
+    path = run_path("default-0123456789ab", point, seeds, blocks, root="results")
     m = RUN_PATTERN.fullmatch(path.removeprefix("results/runs/"))
     assert m is not None
     assert int(m["K"]) == K and m["scheme"] == scheme and (int(m["seeds"]), int(m["blocks"])) == (seeds, blocks)
     assert float(m["arrival_prob"]) == float(canonical_number(lam))
-    assert path == run_path("default-0123456789ab", K, float(m["arrival_prob"]), gamma, scheme, seeds, blocks)
+    assert path == run_path("default-0123456789ab", {**point, "arrival_prob": float(m["arrival_prob"])}, seeds, blocks)
 
 
 @pytest.mark.slow
@@ -510,7 +518,8 @@ def tiny_runs(tmp_path_factory) -> tuple[Path, list[Path]]:
     paths = []
     for K, lam, scheme in itertools.product((2, 3), (0.2, 0.4), ("local", "proposed")):
         ds = mecmodel.simulate(K=K, arrival_prob=lam, gamma=0.9, scheme=scheme, seeds=2, blocks=6)
-        paths.append(write_atomic(ds, root.parent / run_path(model, K, lam, 0.9, scheme, 2, 6)))
+        point = {"K": K, "arrival_prob": lam, "gamma": 0.9, "scheme": scheme}
+        paths.append(write_atomic(ds, root.parent / run_path(model, point, 2, 6)))
     return root, paths
 
 
@@ -604,12 +613,13 @@ def test_open_runs_keeps_models_apart_and_refuses_mixed_lengths(tiny_runs, tmp_p
     over = {"M": 5}
     model = f"default-{make_params('default', over).model_hash()}"
     ds = mecmodel.simulate(K=2, arrival_prob=0.2, gamma=0.9, scheme="local", seeds=2, blocks=6, overrides=over)
-    write_atomic(ds, work.parent / run_path(model, 2, 0.2, 0.9, "local", 2, 6))
+    point = {"K": 2, "arrival_prob": 0.2, "gamma": 0.9, "scheme": "local"}
+    write_atomic(ds, work.parent / run_path(model, point, 2, 6))
     both = open_runs(work)
     assert len(set(both["model"].values.tolist())) == 2
     assert both.sel(model=model).sizes["run"] == 1
     longer = mecmodel.simulate(K=2, arrival_prob=0.2, gamma=0.9, scheme="local", seeds=2, blocks=7)
-    write_atomic(longer, work.parent / run_path(paths[0].parts[-6], 2, 0.2, 0.9, "local", 2, 7))
+    write_atomic(longer, work.parent / run_path(paths[0].parts[-6], point, 2, 7))
     with pytest.raises(ValueError, match="different lengths"):
         open_runs(work)
     assert open_runs(work, blocks=7).sizes["run"] == 1

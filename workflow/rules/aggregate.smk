@@ -3,7 +3,7 @@
 
 rule aggregate:
     input:
-        experiment_runs,
+        SWEEP.experiment_runs,
     output:
         "results/{experiment}.nc",
     log:
@@ -14,11 +14,13 @@ rule aggregate:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=aggregate_mem_mb,
+        mem_mb=SWEEP.aggregate_mem_mb,
     params:
         # The resolved experiment config, stored in the aggregate's attrs; a change
         # to it reruns this aggregate (and its figure) only.
-        config_json=lambda wildcards: EXPERIMENTS[wildcards.experiment]["json"],
+        config_json=lambda wildcards: SWEEP.experiments[wildcards.experiment]["json"],
+        modules=SWEEP.module_args(),
     shell:
-        "mecmodel aggregate {input} -o {output} --experiment {wildcards.experiment}"
+        "mecmodel aggregate {params.modules} {input} -o {output}"
+        " --experiment {wildcards.experiment}"
         " --config-json {params.config_json:q} > {log} 2>&1"

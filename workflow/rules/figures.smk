@@ -27,8 +27,9 @@ rule plot:
     resources:
         mem_mb=1000,
     params:
-        figure=lambda wildcards: EXPERIMENTS[wildcards.experiment]["figure"],
-        caption=caption_params,
+        figure=lambda wildcards: SWEEP.experiments[wildcards.experiment]["figure"],
+        caption=SWEEP.caption_params,
+        modules=SWEEP.module_args(),
     shell:
-        "mecmodel plot {params.figure} {input} --png {output.png} --pdf {output.pdf}"
-        " > {log} 2>&1"
+        "mecmodel plot {params.modules} {params.figure} {input}"
+        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"

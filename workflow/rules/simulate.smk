@@ -1,14 +1,14 @@
-# One job per parameter point; all seeds of the point run vectorized in it. The output
-# path is the one mecmodel.results.run_path builds (canonical numbers, see common.smk).
+# One job per parameter point; all seeds of the point run vectorized in it. Paths, arguments
+# and resource estimates come from mecmodel.sweep (the run-path template is sweep.RUN).
 
 
 rule simulate:
     output:
-        "results/runs/{model}/K{K}/lam{arrival_prob}/gamma{gamma}/{scheme}/s{seeds}-b{blocks}.nc",
+        sweep.RUN_FILE,
     log:
-        "results/logs/simulate/{model}/K{K}/lam{arrival_prob}/gamma{gamma}/{scheme}/s{seeds}-b{blocks}.log",
+        sweep.RUN_LOG,
     benchmark:
-        "results/benchmarks/simulate/{model}/K{K}/lam{arrival_prob}/gamma{gamma}/{scheme}/s{seeds}-b{blocks}.tsv"
+        sweep.RUN_BENCHMARK
     # Ignored when running locally; on SLURM, profiles/slurm bundles simulate jobs
     # into one submission each (group-components) to spare the per-job start-up.
     group:
@@ -17,15 +17,12 @@ rule simulate:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=simulate_mem_mb,
-        runtime=simulate_runtime,
+        mem_mb=SWEEP.simulate_mem_mb,
+        runtime=SWEEP.simulate_runtime,
     params:
-        model=model_args,
-        # Not used by the command: a new mecmodel version reruns every simulation
-        # (Snakemake does not see changes to the package's code by itself).
-        version=MECMODEL_VERSION,
+        args=simulate_args,
+        # Not used by the command: a new mecmodel version (or a changed scheme module)
+        # reruns the simulations (Snakemake does not see the package's code by itself).
+        version=SWEEP.code_version,
     shell:
-        "mecmodel simulate --K {wildcards.K} --arrival-prob {wildcards.arrival_prob}"
-        " --gamma {wildcards.gamma} --scheme {wildcards.scheme}"
-        " --seeds {wildcards.seeds} --blocks {wildcards.blocks} {params.model}"
-        " --progress off -o {output} > {log} 2>&1"
+        "mecmodel simulate {params.args} --progress off -o {output} > {log} 2>&1"

@@ -1,0 +1,413 @@
+"""The sweep's logic in one importable home; the Snakemake rules only call it.
+
+* the grid axes (:data:`AXES`, declared once) and the canonical spelling of their values;
+* the run-path template (:data:`RUN`): every run file, log, benchmark, regex and glob derives
+  from it;
+* config layers (``extends``: a scenario on top of another config, with its own experiment-name
+  prefix) and the checks Snakemake's loader lacks (repeated keys, YTE templates);
+* experiment resolution (:class:`Sweep`): inherited settings, scheme selectors, every point's
+  parameters checked, models, run paths;
+* each job's command-line arguments, memory and runtime estimates, and caption parameters.
+
+Errors are :class:`mecmodel.params.ParamError` with one line that starts with ``config`` (or
+``results``) and names the field; the workflow turns them into Snakemake's WorkflowError.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .params import ParamError, load_yaml, make_params
+
+#: Swept model parameters, in run-path order, with the prefix of their path component.
+AXES: dict[str, str] = {"K": "K", "arrival_prob": "lam", "gamma": "gamma"}
+#: Coordinates of one run: the swept parameters and the scheme (length-1 dims of a run file).
+POINT_DIMS: tuple[str, ...] = (*AXES, "scheme")
+
+#: A run below ``<root>/runs``, without suffix; ``{model}`` is ``<preset>-<model hash>``.
+RUN = "{model}/" + "/".join(f"{prefix}{{{axis}}}" for axis, prefix in AXES.items()) + "/{scheme}/s{seeds}-b{blocks}"
+RUN_FILE = f"results/runs/{RUN}.nc"
+RUN_LOG = f"results/logs/simulate/{RUN}.log"
+RUN_BENCHMARK = f"results/benchmarks/simulate/{RUN}.tsv"
+#: Folders the rules write into; each must be a directory where it exists.
+RESULT_DIRS = ("results", "results/runs", "results/figures", "results/logs", "results/benchmarks")
+
+#: Canonical numbers as :func:`canonical_number` writes them: no slash, no double dot.
+NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
+#: Each placeholder's wildcard constraint (Snakemake) and regex group.
+FIELD_PATTERNS = {
+    "model": r"[A-Za-z0-9_]+-[0-9a-f]{12}",
+    "K": r"[1-9][0-9]*",
+    "arrival_prob": NUMBER,
+    "gamma": NUMBER,
+    "scheme": r"[A-Za-z][A-Za-z0-9_]*",
+    "seeds": r"[1-9][0-9]*",
+    "blocks": r"[1-9][0-9]*",
+}
+INTEGER_AXES = ("K",)
+
+
+def _template_regex(template: str) -> re.Pattern:
+    out, pos = [], 0
+    for m in re.finditer(r"\{(\w+)\}", template):
+        out.append(re.escape(template[pos : m.start()]))
+        out.append(f"(?P<{m[1]}>{FIELD_PATTERNS[m[1]]})")
+        pos = m.end()
+    return re.compile("".join(out) + re.escape(template[pos:]))
+
+
+#: A run file's path below ``<root>/runs``, parsed back into its fields.
+RUN_PATTERN = _template_regex(RUN + ".nc")
+#: Glob for run files below ``<root>/runs``.
+RUN_GLOB = re.sub(r"\{\w+\}", "*", RUN) + ".nc"
+
+
+def canonical_number(x: float | int | str) -> str:
+    """The one spelling of a grid value used in paths: ``0.4``, ``0.40`` and ``4e-1`` all give ``0.4``."""
+    return format(float(x), ".10g")
+
+
+def _spell(axis: str, value: Any) -> str:
+    return str(int(value)) if axis in INTEGER_AXES else canonical_number(value)
+
+
+def run_path(model: str, point: Mapping[str, Any], seeds: int, blocks: int, root: str = "results") -> str:
+    """Canonical path of one run file; ``point`` maps every axis of :data:`POINT_DIMS` to its value."""
+    fields = {axis: _spell(axis, point[axis]) for axis in AXES}
+    return (
+        f"{root}/runs/"
+        + RUN.format(model=model, scheme=point["scheme"], seeds=int(seeds), blocks=int(blocks), **fields)
+        + ".nc"
+    )
+
+
+def parse_run_path(relative: str) -> dict[str, Any] | None:
+    """The fields of a run path below ``<root>/runs`` (typed), or None if it is off the layout."""
+    m = RUN_PATTERN.fullmatch(relative)
+    if m is None:
+        return None
+    g = m.groupdict()
+    out: dict[str, Any] = {
+        "model": g["model"],
+        "scheme": g["scheme"],
+        "seeds": int(g["seeds"]),
+        "blocks": int(g["blocks"]),
+    }
+    for axis in AXES:
+        out[axis] = int(g[axis]) if axis in INTEGER_AXES else float(g[axis])
+    return out
+
+
+# ----------------------------------------------------------------------------- config files
+
+
+def _no_repeats(path: str):
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ParamError(f"config: {path}: key {key!r} is given twice; keep one of them")
+        return collections.OrderedDict(pairs)
+
+    return hook
+
+
+def read_config_file(path: str | os.PathLike) -> Any:
+    """Read a config file strictly: repeated keys and YTE templates are refused."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text, object_pairs_hook=_no_repeats(str(path)))
+    except ValueError:
+        data = load_yaml(text, str(path))
+    if isinstance(data, dict) and "__use_yte__" in data:
+        # Snakemake has already evaluated the template's Python expressions by now; refusing
+        # the file at least keeps a sweep from running on values computed by code.
+        raise ParamError(
+            f"config: {path}: __use_yte__: YTE templates run Python code; this workflow takes plain YAML configs only"
+        )
+    return data
+
+
+def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike]) -> dict:
+    """Resolve ``extends`` and ``prefix``: a config that names a base config is laid on top of it.
+
+    The base (a path relative to the layer's file) is read, itself resolved, and the layer's
+    top-level keys replace the base's, except ``experiments``, which the layer adds to (or
+    replaces by name). ``prefix`` is put before the name of every experiment of the result, so
+    that a scenario's aggregates and figures sit beside the base's.
+    """
+    if "extends" not in config:
+        prefix = str(config.get("prefix", ""))
+        out = {k: v for k, v in config.items() if k != "prefix"}
+        if prefix and isinstance(out.get("experiments"), dict):
+            out["experiments"] = {prefix + name: exp for name, exp in out["experiments"].items()}
+        return out
+    layer_file = next((Path(f) for f in reversed(configfiles) if "extends" in (read_config_file(f) or {})), None)
+    here = layer_file.parent if layer_file is not None else Path.cwd()
+    base_path = here / str(config["extends"])
+    if not base_path.is_file():
+        raise ParamError(f"config: extends: no such config file {str(base_path)!r}")
+    base = read_config_file(base_path)
+    if not isinstance(base, dict):
+        raise ParamError(f"config: extends: {base_path} is not a mapping of keys")
+    base = apply_layers(base, [base_path])
+    merged = {**base, **{k: v for k, v in config.items() if k not in ("extends", "experiments", "prefix")}}
+    merged["experiments"] = {**base.get("experiments", {}), **config.get("experiments", {})}
+    prefix = str(config.get("prefix", ""))
+    if prefix:
+        merged["experiments"] = {prefix + name: exp for name, exp in merged["experiments"].items()}
+    return merged
+
+
+def _field_name(path: Sequence) -> str:
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return text.lstrip(".") or "top level"
+
+
+def _looks_like_number(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def schema_error_message(error) -> str:
+    """One line for a ``jsonschema.ValidationError``: the field first, then a hint where one helps."""
+    field, hint = _field_name(error.absolute_path), ""
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in allowed]
+        if unknown:
+            key = str(unknown[0])
+            field = _field_name([*error.absolute_path, key])
+            if key in AXES:
+                hint = f"; {key} is swept by each experiment's grid, not set in overrides"
+            else:
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                listing = ", ".join(allowed) if len(allowed) <= 12 else "see 'mecmodel params'"
+                hint += f" Allowed keys: {listing}"
+    elif error.validator == "type" and _looks_like_number(error.instance):
+        hint = f"; YAML reads {error.instance} as text: write the number with a dot (1.0e-8, not 1e-8)"
+    return f"config: {field}: {error.message}{hint}"
+
+
+def check_results_dir() -> None:
+    """A file where a results folder belongs would otherwise surface as a traceback."""
+    for folder in RESULT_DIRS:
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise ParamError(
+                f"results: {os.path.abspath(folder)} exists but is not a directory; "
+                "move it away (the workflow writes its outputs into that folder)"
+            )
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            raise ParamError(
+                f"results: {os.path.abspath(folder)} is not writable; fix its permissions or run from another directory"
+            )
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def yaml_scalar(value: Any) -> str:
+    """A parameter value as YAML text that ``mecmodel simulate --set`` reads back exactly."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        # PyYAML (YAML 1.1) reads "1e-08" as a string; "1.0e-08" is a float.
+        if "e" in text and "." not in text:
+            text = text.replace("e", ".0e")
+        return text
+    return json.dumps(value)
+
+
+def _grid(where: str, axis: str, values: Sequence) -> list:
+    """Grid values as the run paths spell them; two values with one spelling are one point."""
+    if axis in INTEGER_AXES:
+        return [int(v) for v in values]
+    canon = [float(canonical_number(v)) for v in values]
+    if len(set(canon)) != len(canon):
+        raise ParamError(f"{where}.{axis}: {values} repeats a value at 10 significant digits")
+    return canon
+
+
+def _check_size(where: str, params, seeds: int, blocks: int) -> None:
+    """Refuse at parse time a run the simulator would refuse in its job (same estimate, same limit)."""
+    from .simulation import _memory_limit, memory_estimate
+
+    need, limit = memory_estimate(params, seeds, blocks, False), _memory_limit()
+    if need > limit:
+        raise ParamError(
+            f"{where}: K={params.K} with seeds={seeds} and blocks={blocks} needs about "
+            f"{need / 2**30:.1f} GiB per run, more than the {limit / 2**30:.1f} GiB allowed "
+            "(MECMODEL_MAX_MEMORY_GB sets the limit); use a smaller K, fewer seeds or fewer blocks"
+        )
+
+
+class Sweep:
+    """A validated config resolved into experiments, models and run paths.
+
+    ``experiments[name]`` holds the resolved grid (``K``, ``arrival_prob``, ``gamma``,
+    ``scheme`` as lists), ``seeds``, ``blocks``, ``preset``, ``overrides``, ``model``,
+    ``figure``, ``runs`` (run-file paths) and ``json`` (what the aggregate stores).
+    ``models[model]`` holds its preset, overrides and the ``--preset/--set`` arguments.
+    """
+
+    def __init__(self, config: Mapping[str, Any]):
+        from . import schemes
+
+        self.scheme_modules = list(config.get("scheme_modules", []))
+        schemes.load_modules(self.scheme_modules, "config: scheme_modules")
+        self.modules_digest = schemes.module_digest(self.scheme_modules) if self.scheme_modules else ""
+        self.plugin_schemes = {n for n, s in schemes.SCHEMES.items() if not s.source.startswith("mecmodel.")}
+        self.experiments: dict[str, dict] = {}
+        self.models: dict[str, dict] = {}
+        for name, exp in config["experiments"].items():
+            self.experiments[name] = self._resolve(f"config: experiments.{name}", name, exp, config)
+
+    def _resolve(self, where: str, name: str, exp: Mapping, config: Mapping) -> dict:
+        from . import schemes
+
+        preset = exp.get("preset", config.get("preset", "default"))
+        # An experiment's overrides go on top of the top-level ones.
+        overrides = {**config.get("overrides", {}), **exp.get("overrides", {})}
+        seeds = exp.get("seeds", config.get("seeds", 10))
+        blocks = exp.get("blocks", config.get("blocks", 2000))
+        grid = {axis: _grid(where, axis, exp[axis]) for axis in AXES}
+        scheme_list = schemes.select(exp["scheme"], f"{where}.scheme")
+        try:
+            params = make_params(preset, overrides)
+            for point in itertools.product(*grid.values()):
+                make_params(preset, {**overrides, **dict(zip(AXES, point, strict=True))})
+        except ParamError as err:
+            raise ParamError(f"{where}: {err}") from None
+        _check_size(where, make_params(preset, {**overrides, "K": max(grid["K"])}), seeds, blocks)
+        model = f"{preset}-{params.model_hash()}"
+        if model not in self.models:
+            sets = " ".join(f"--set {shlex.quote(f'{k}={yaml_scalar(params.values[k])}')}" for k in sorted(overrides))
+            self.models[model] = {
+                "preset": preset,
+                "overrides": {k: params.values[k] for k in sorted(overrides)},
+                "args": f"--preset {preset} {sets}".strip(),
+            }
+        runs = [
+            run_path(model, dict(zip(POINT_DIMS, point, strict=True)), seeds, blocks)
+            for point in itertools.product(*grid.values(), scheme_list)
+        ]
+        resolved = {
+            "experiment": name,
+            "figure": exp["figure"],
+            **grid,
+            "scheme": scheme_list,
+            "seeds": seeds,
+            "blocks": blocks,
+            "preset": preset,
+            "overrides": self.models[model]["overrides"],
+            "model": model,
+        }
+        return {
+            **resolved,
+            "runs": runs,
+            "json": json.dumps(resolved, sort_keys=True),
+            "epsilon": params.values["epsilon"],
+            "patience": params.values["patience"],
+            "average_fraction": params.values["average_fraction"],
+        }
+
+    # --- what the rules ask ---------------------------------------------------------------
+
+    def all_runs(self) -> list[str]:
+        return sorted({run for exp in self.experiments.values() for run in exp["runs"]})
+
+    def wildcard_constraints(self) -> dict[str, str]:
+        return {**FIELD_PATTERNS, "experiment": "|".join(re.escape(n) for n in self.experiments) or "$^"}
+
+    def module_args(self) -> str:
+        return " ".join(f"--scheme-module {shlex.quote(m)}" for m in self.scheme_modules)
+
+    def simulate_args(self, wildcards) -> str:
+        """``mecmodel simulate`` arguments of a run, after checking its path is one this sweep makes."""
+        if wildcards.model not in self.models:
+            raise ParamError(
+                f"model {wildcards.model!r} is not used by any experiment of the config "
+                f"(known: {', '.join(sorted(self.models))})"
+            )
+        for axis in AXES:
+            text = getattr(wildcards, axis)
+            if _spell(axis, text) != text:
+                raise ParamError(
+                    f"{axis}: run paths spell numbers canonically, {_spell(axis, text)!r} rather than {text!r}"
+                )
+        # YAML scalars: "1e-05" would read back as text, "1.0e-05" as the number.
+        point = " ".join(
+            f"--set {axis}={getattr(wildcards, axis) if axis in INTEGER_AXES else yaml_scalar(float(getattr(wildcards, axis)))}"
+            for axis in AXES
+        )
+        return (
+            f"{self.models[wildcards.model]['args']} {point} --scheme {wildcards.scheme}"
+            f" --seeds {wildcards.seeds} --blocks {wildcards.blocks} {self.module_args()}"
+        ).strip()
+
+    def code_version(self, wildcards) -> str:
+        """mecmodel's version, and for a scheme from a scheme module the hash of its source."""
+        from . import __version__
+
+        return f"{__version__}+{self.modules_digest}" if wildcards.scheme in self.plugin_schemes else __version__
+
+    def _params(self, wildcards):
+        model = self.models[wildcards.model]
+        return make_params(model["preset"], {**model["overrides"], "K": int(wildcards.K)})
+
+    def simulate_mem_mb(self, wildcards) -> int:
+        """Peak memory of one run: the simulator's own estimate, tripled for the Dataset copy."""
+        from .simulation import memory_estimate
+
+        need = memory_estimate(self._params(wildcards), int(wildcards.seeds), int(wildcards.blocks), False)
+        return 300 + math.ceil(3 * need / 2**20)
+
+    @staticmethod
+    def simulate_runtime(wildcards) -> int:
+        """Wall-time request in minutes: ten times a 2-core laptop's ~1 us per WD, seed and block."""
+        work = int(wildcards.seeds) * int(wildcards.blocks) * (int(wildcards.K) + 20)
+        return max(5, math.ceil(10 * 1e-6 * work / 60))
+
+    def experiment_runs(self, wildcards) -> list[str]:
+        return self.experiments[wildcards.experiment]["runs"]
+
+    def aggregate_mem_mb(self, wildcards) -> int:
+        """All runs in memory twice (loaded and combined), float32 series dominate."""
+        exp = self.experiments[wildcards.experiment]
+        raw = len(exp["runs"]) * exp["seeds"] * exp["blocks"] * 20 * 4
+        return 500 + math.ceil(3 * raw / 2**20)
+
+    def caption_params(self, wildcards) -> dict:
+        """What the caption states: everything that decides what the figure shows."""
+        from . import schemes
+        from .plots import MA_WINDOW
+
+        exp = self.experiments[wildcards.experiment]
+        keys = ("figure", *AXES, "scheme", "seeds", "blocks", "preset", "overrides", "model", "epsilon", "patience")
+        info = {key: exp[key] for key in keys}
+        blocks = exp["blocks"]
+        # Same rules as mecmodel.simulation (average_cost) and mecmodel.plots (moving average).
+        info["average_from"] = blocks - max(1, int(round(exp["average_fraction"] * blocks)))
+        info["window"] = MA_WINDOW if blocks >= 4 * MA_WINDOW else max(1, blocks // 4)
+        info["references"] = [s for s in exp["scheme"] if not schemes.get_scheme(s).in_paper]
+        info["descriptions"] = {s: schemes.get_scheme(s).description for s in exp["scheme"]}
+        return info
