@@ -260,6 +260,41 @@ def _check_size(where: str, params, seeds: int, blocks: int) -> None:
         )
 
 
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def validate(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
+    """Check ``config`` against the JSON schema and fill its defaults (Snakemake's validator)."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as snakemake_validate
+
+    try:
+        snakemake_validate(config, os.fspath(schema))
+    except WorkflowError as err:
+        # Lead with the offending field (jsonschema's own report quotes the schema).
+        if not isinstance(err.__context__, jsonschema.ValidationError):
+            raise
+        raise ParamError(schema_error_message(err.__context__)) from None
+
+
+def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str | os.PathLike = SCHEMA) -> Sweep:
+    """Everything the workflow does when it reads a config, in order, before any job.
+
+    The files are re-read strictly, layers resolved (``config`` is updated in place, as the
+    Snakefile's global config must be), the schema checked and its defaults filled, the
+    ``results`` folders checked, and the experiments resolved. Raises :class:`ParamError`.
+    """
+    for path in configfiles:
+        read_config_file(path)
+    layered = apply_layers(dict(config), configfiles)
+    config.clear()
+    config.update(layered)
+    validate(config, schema)
+    check_results_dir()
+    return Sweep(config)
+
+
 class Sweep:
     """A validated config resolved into experiments, models and run paths.
 

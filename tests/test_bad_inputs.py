@@ -2,9 +2,12 @@
 and the model parameters of the Python API.
 
 Each bad input is refused before any work starts, with a non-zero exit and one message that
-names the field and what it allows; nothing is written. Cases already in test_params.py (CLI and
-API) and test_workflow.py (config schema) are not repeated here. Property tests: random valid
-parameters never crash the simulator, random invalid ones always raise ParamError and nothing else.
+names the field and what it allows; nothing is written. The config cases are one table
+(:data:`CONFIG_CASES`): every case is refused by what the Snakefile runs at parse time, in this
+process, and the cases Snakemake itself reads (plus one per kind of check) through a real
+Snakemake run. Cases already in test_params.py (CLI and API) are not repeated here. Property
+tests: random valid parameters never crash the simulator, random invalid ones always raise
+ParamError and nothing else.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import dataclasses
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xarray as xr
 import yaml
-from helpers import LOCKED, experiment, output, snakemake, write_config
+from helpers import LOCKED, SMOKE, experiment, load_config, output, snakemake, write_config
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -50,38 +54,64 @@ def with_exp(**change: Any) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class ConfigCase:
+    """One bad config. Every case whose file YAML can read is refused in-process by
+    ``mecmodel.sweep.prepare`` (what the Snakefile runs at parse time); the cases marked
+    ``snakemake`` (Snakemake's own loader and command line, and one case per kind of check, to
+    show the message reaches the user) also through a real Snakemake run."""
+
     id: str
     content: str | bytes | dict  # the config file (a dict is dumped as YAML)
-    expect: tuple[str, ...]  # all in Snakemake's output; the first exactly once
+    expect: tuple[str, ...]  # all in the message; the first exactly once
     args: tuple[str, ...] = ()
+    snakemake: bool = False
+
+
+def smoke_with(change: Callable[[dict], Any]) -> dict:
+    """The smoke config with one change."""
+    config = load_config(SMOKE)
+    change(config)
+    return config
+
+
+def exps(name: str, **update: Any) -> Callable[[dict], Any]:
+    return lambda c: c["experiments"][name].update(update)
 
 
 CONFIG_CASES = [
-    ConfigCase("empty file", "", ("Config file must be given as JSON or YAML with keys at top level",)),
-    ConfigCase("not YAML", "experiments: [unclosed\n  e: : x\n", ("Config file is not valid JSON or YAML",)),
+    ConfigCase("empty file", "", ("Config file must be given as JSON or YAML with keys at top level",), snakemake=True),
     ConfigCase(
-        "top level is a list", "- seeds\n- 2\n", ("Config file must be given as JSON or YAML with keys at top level",)
+        "not YAML", "experiments: [unclosed\n  e: : x\n", ("Config file is not valid JSON or YAML",), snakemake=True
+    ),
+    ConfigCase(
+        "top level is a list",
+        "- seeds\n- 2\n",
+        ("Config file must be given as JSON or YAML with keys at top level",),
+        snakemake=True,
     ),
     ConfigCase(
         "python tag",
         f"seeds: !!python/object/apply:os.system ['touch {PWNED}']\n"
         + yaml.safe_dump({"experiments": tiny()["experiments"]}),
         ("Config file is not valid JSON or YAML",),
+        snakemake=True,
     ),
     ConfigCase(
         "repeated key",
         "seeds: 2\nblocks: 20\nseeds: 3\n" + yaml.safe_dump({"experiments": tiny()["experiments"]}),
         ("key 'seeds' is given twice (lines 1 and 3)",),
+        snakemake=True,
     ),
     ConfigCase(
         "YTE template",
         "__use_yte__: true\nseeds: 2\n" + yaml.safe_dump({"experiments": tiny()["experiments"]}),
         ("__use_yte__: YTE templates run Python code",),
+        snakemake=True,
     ),
     ConfigCase(
         "typo at top level",
         tiny(blokcs=20),
         ("config: blokcs: ", "did you mean 'blocks'?", "Allowed keys: preset, overrides, seeds, blocks, experiments"),
+        snakemake=True,
     ),
     ConfigCase(
         "typo in an experiment",
@@ -103,6 +133,7 @@ CONFIG_CASES = [
         "negative power",
         tiny(overrides={"p_max": -0.2}),
         ("config: overrides.p_max: -0.2 is less than or equal to the minimum of 0",),
+        snakemake=True,
     ),
     ConfigCase(
         "negative rate in an experiment",
@@ -122,6 +153,7 @@ CONFIG_CASES = [
             "config: experiments.e.scheme[0]: unknown scheme",
             "registered: proposed, binary, even, random, local, offload",
         ),
+        snakemake=True,
     ),
     ConfigCase(
         "experiment name escapes results/",
@@ -132,14 +164,108 @@ CONFIG_CASES = [
         "absurd K",
         with_exp(K=[10_000_000]),
         ("config: experiments.e: K=10000000 with seeds=2 and blocks=20 needs about", "GiB allowed"),
+        snakemake=True,
     ),
     ConfigCase(
-        "bad --config value", tiny(), ("config: seeds: 'abc' is not of type 'integer'",), ("--config", "seeds=abc")
+        "bad --config value",
+        tiny(),
+        ("config: seeds: 'abc' is not of type 'integer'",),
+        ("--config", "seeds=abc"),
+        snakemake=True,
+    ),
+    # Each a one-field change of the smoke config.
+    ConfigCase("K zero", smoke_with(exps("cost_vs_K", K=[0, 2])), ("config: experiments.cost_vs_K.K[0]: ",)),
+    ConfigCase("K negative", smoke_with(exps("convergence", K=[-3])), ("config: experiments.convergence.K[0]: ",)),
+    ConfigCase(
+        "K not integer", smoke_with(exps("convergence", K=[2.5])), ("config: experiments.convergence.K[0]: 2.5",)
+    ),
+    ConfigCase(
+        "arrival 1",
+        smoke_with(exps("cost_vs_arrival", arrival_prob=[0.2, 1.0])),
+        ("config: experiments.cost_vs_arrival.arrival_prob[1]: 1.0 is greater than or equal to the maximum of 1",),
+    ),
+    ConfigCase(
+        "arrival 0",
+        smoke_with(exps("cost_vs_arrival", arrival_prob=[0])),
+        ("config: experiments.cost_vs_arrival.arrival_prob[0]: 0 is less than or equal to the minimum of 0",),
+    ),
+    ConfigCase(
+        "gamma 1", smoke_with(exps("cost_vs_gamma", gamma=[0.9, 1])), ("config: experiments.cost_vs_gamma.gamma[1]: ",)
+    ),
+    ConfigCase(
+        "gamma negative",
+        smoke_with(exps("cost_vs_block", gamma=[-0.5])),
+        ("config: experiments.cost_vs_block.gamma[0]: ",),
+    ),
+    ConfigCase(
+        "unknown scheme",
+        smoke_with(exps("cost_vs_K", scheme=["proposed", "greedy"])),
+        ("config: experiments.cost_vs_K.scheme[1]: unknown scheme 'greedy'",),
+    ),
+    ConfigCase(
+        "unknown selector",
+        smoke_with(exps("cost_vs_K", scheme="everything")),
+        ("config: experiments.cost_vs_K.scheme: must be a list of schemes or one of all, paper, references",),
+    ),
+    ConfigCase(
+        "missing scheme module",
+        smoke_with(lambda c: c.update(scheme_modules=["no/such/schemes.py"])),
+        ("config: scheme_modules: cannot import 'no/such/schemes.py'",),
+        snakemake=True,
+    ),
+    ConfigCase(
+        "missing field",
+        smoke_with(lambda c: c["experiments"]["cost_vs_K"].pop("figure")),
+        ("config: experiments.cost_vs_K: 'figure' is a required property",),
+    ),
+    ConfigCase(
+        "unknown key",
+        smoke_with(exps("cost_vs_K", colour="red")),
+        ("config: experiments.cost_vs_K.colour: ", "'colour' was unexpected"),
+    ),
+    ConfigCase(
+        "duplicate value",
+        smoke_with(exps("cost_vs_K", K=[2, 2])),
+        ("config: experiments.cost_vs_K.K: [2, 2] has non-unique elements",),
+    ),
+    ConfigCase(
+        "same at 10 digits",
+        smoke_with(exps("cost_vs_arrival", arrival_prob=[0.3, 0.1 + 0.2])),
+        ("config: experiments.cost_vs_arrival.arrival_prob: ", "repeats a value at 10 significant digits"),
+    ),
+    ConfigCase(
+        "override range",
+        smoke_with(lambda c: c.update(overrides={"tau": -1})),
+        ("config: overrides.tau: -1 is less than or equal to the minimum of 0",),
+    ),
+    ConfigCase(
+        "override unknown",
+        smoke_with(exps("convergence", overrides={"taus": 1})),
+        ("config: experiments.convergence.overrides.taus: ", "did you mean 'tau'?"),
+    ),
+    ConfigCase(
+        "override swept",
+        smoke_with(lambda c: c.update(overrides={"K": 3})),
+        ("config: overrides.K: ", "K is swept by each experiment's grid, not set in overrides"),
+    ),
+    ConfigCase(
+        "override cross-field",
+        smoke_with(lambda c: c.update(overrides={"min_distance": 500.0})),
+        ("config: experiments.convergence: min_distance",),
+    ),
+    ConfigCase(
+        "seeds zero", smoke_with(lambda c: c.update(seeds=0)), ("config: seeds: 0 is less than the minimum of 1",)
+    ),
+    ConfigCase(
+        "base of a layer missing",
+        {"extends": "no-such-base.yaml", "prefix": "x_"},
+        ("config: extends: no such config file", "no-such-base.yaml"),
+        snakemake=True,
     ),
 ]
 
 
-def _refuse(case: ConfigCase, root: Path) -> tuple[subprocess.CompletedProcess, Path]:
+def _write(case: ConfigCase, root: Path) -> Path:
     cfg = root / "bad.yaml"
     if isinstance(case.content, dict):
         write_config(cfg, case.content)
@@ -147,6 +273,42 @@ def _refuse(case: ConfigCase, root: Path) -> tuple[subprocess.CompletedProcess, 
         cfg.write_bytes(case.content)
     else:
         cfg.write_text(case.content)
+    return cfg
+
+
+def _yaml_readable(case: ConfigCase) -> bool:
+    if case.args:
+        return False
+    try:
+        return isinstance(yaml.safe_load(case.content) if not isinstance(case.content, dict) else case.content, dict)
+    except yaml.YAMLError:
+        return False
+
+
+IN_PROCESS = [c for c in CONFIG_CASES if _yaml_readable(c)]
+THROUGH_SNAKEMAKE = [c for c in CONFIG_CASES if c.snakemake]
+
+
+@pytest.mark.parametrize("case", IN_PROCESS, ids=[c.id for c in IN_PROCESS])
+def test_bad_config_is_refused_at_parse_time(case: ConfigCase, tmp_path: Path, monkeypatch) -> None:
+    """What the Snakefile runs when it reads a config (mecmodel.sweep.prepare), in this process."""
+    from mecmodel import sweep
+
+    cfg = _write(case, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(cfg.read_text())  # Snakemake's loader has read the file
+    with pytest.raises(ParamError) as err:
+        sweep.prepare(config, [cfg])
+    text = str(err.value)
+    assert "\n" not in text
+    for part in case.expect:
+        assert part in text, text
+    assert text.count(case.expect[0]) == 1, text
+    assert not (tmp_path / "results").exists() and not (tmp_path / PWNED).exists()
+
+
+def _refuse(case: ConfigCase, root: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    cfg = _write(case, root)
     work = root / "work"
     work.mkdir()
     # A real run, not a dry run: refusing "before any job starts" means nothing under results/.
@@ -156,14 +318,19 @@ def _refuse(case: ConfigCase, root: Path) -> tuple[subprocess.CompletedProcess, 
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
     """Every config case run at once: each Snakemake mostly waits (start-up), so they overlap well."""
-    roots = {case.id: tmp_path_factory.mktemp("bad") for case in CONFIG_CASES}
+    roots = {case.id: tmp_path_factory.mktemp("bad") for case in THROUGH_SNAKEMAKE}
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
-        futures = {case.id: pool.submit(_refuse, case, roots[case.id]) for case in CONFIG_CASES}
+        futures = {case.id: pool.submit(_refuse, case, roots[case.id]) for case in THROUGH_SNAKEMAKE}
         return {key: future.result() for key, future in futures.items()}
 
 
+def test_every_config_case_is_checked() -> None:
+    assert {c.id for c in IN_PROCESS} | {c.id for c in THROUGH_SNAKEMAKE} == {c.id for c in CONFIG_CASES}
+    assert len({c.id for c in CONFIG_CASES}) == len(CONFIG_CASES)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CONFIG_CASES, ids=[c.id for c in CONFIG_CASES])
+@pytest.mark.parametrize("case", THROUGH_SNAKEMAKE, ids=[c.id for c in THROUGH_SNAKEMAKE])
 def test_bad_config_is_refused_before_any_job(case: ConfigCase, refused) -> None:
     proc, work = refused[case.id]
     text = output(proc)

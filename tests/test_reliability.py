@@ -62,13 +62,17 @@ def run_of(root: Path, K: int, lam: float, gamma: float, scheme: str, config: di
     )
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """The smoke sweep run once, uninterrupted, with -c2: what every other sweep must reproduce."""
-    work = tmp_path_factory.mktemp("reference")
-    ok(snakemake(work, cores=2))
-    assert not temporaries(work)
-    return work
+@pytest.fixture
+def reference(smoke_run) -> Path:
+    """The smoke sweep run once, uninterrupted, with -c2 (conftest.py): what every other sweep must reproduce."""
+    return smoke_run
+
+
+def subset_config(tmp_path: Path, *names: str) -> Path:
+    """The smoke config with only the experiments ``names``: a shorter sweep whose every file the
+    full smoke sweep also makes (shared points included)."""
+    config = {**SMOKE_CONFIG, "experiments": {n: SMOKE_CONFIG["experiments"][n] for n in names}}
+    return write_config(tmp_path / f"subset-{'-'.join(names)}.yaml", config)
 
 
 # ----------------------------------------------------------------------------- kill and resume
@@ -246,9 +250,14 @@ def test_netcdf_killed_mid_write_leaves_the_previous_file(tmp_path: Path) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("cores", [1, 2], ids=["-c1", "-c2 again"])
 def test_same_config_gives_identical_results(reference: Path, tmp_path: Path, cores: int) -> None:
-    """-c1 against the reference's -c2, and a second -c2 sweep in another directory."""
-    ok(snakemake(tmp_path, cores=cores))
-    assert assert_same_results(tmp_path, reference) == len(final_files(reference)) > N_RUNS
+    """-c1 against the reference's -c2, and a second -c2 sweep in another directory: two
+    experiments that share a point (18 runs, 2 aggregates, 2 figures), file for file."""
+    cfg = subset_config(tmp_path, "cost_vs_arrival", "cost_vs_gamma")
+    work = tmp_path / "w"
+    work.mkdir()
+    ok(snakemake(work, configfile=cfg, cores=cores))
+    assert len(find_runs(work / "results")) == 18
+    assert assert_same_results(work, reference, subset=True) == 18 + 2 + 4
 
 
 @pytest.mark.slow
@@ -357,8 +366,9 @@ def test_second_sweep_in_the_same_directory_is_refused(reference: Path, tmp_path
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
+    cfg = subset_config(tmp_path, "cost_vs_K")  # 12 runs: long enough to be caught running
     since = time.time()
-    first = start(a, cores=1)
+    first = start(a, configfile=cfg, cores=1)
     second = None
     try:
         while not _simulating(a, since):  # jobs run only once the lock is taken
@@ -366,12 +376,12 @@ def test_second_sweep_in_the_same_directory_is_refused(reference: Path, tmp_path
             time.sleep(0.05)
         freeze(first)  # A holds its lock for as long as the intruder needs to try
         try:
-            intruder = snakemake(a, cores=1)
+            intruder = snakemake(a, configfile=cfg, cores=1)
         finally:
             thaw(first)
         assert intruder.returncode != 0
         assert LOCKED in output(intruder)
-        second = start(b, cores=1)
+        second = start(b, configfile=cfg, cores=1)
         assert first.poll() is None  # B starts while A still runs
         assert first.wait(timeout=900) == 0
         assert second.wait(timeout=900) == 0
@@ -379,8 +389,8 @@ def test_second_sweep_in_the_same_directory_is_refused(reference: Path, tmp_path
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
                 kill(proc)
-    assert_same_results(a, reference)
-    assert_same_results(b, reference)
+    assert assert_same_results(a, reference, subset=True) == 12 + 1 + 2
+    assert assert_same_results(b, reference, subset=True) == 12 + 1 + 2
 
 
 # ----------------------------------------------------------------------------- write failures

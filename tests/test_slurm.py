@@ -112,11 +112,10 @@ def slurm_run(cluster, tmp_path_factory) -> tuple[Path, subprocess.CompletedProc
     return work, sweep(work, "slurm", *SLURM_ARGS)
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("local")
-    sweep(work, "default")
-    return work
+@pytest.fixture
+def local_run(smoke_run) -> Path:
+    """The smoke sweep run locally (conftest.py), shared with the other modules."""
+    return smoke_run
 
 
 def test_slurm_results_are_identical_to_the_local_run(slurm_run, local_run):

@@ -1,8 +1,8 @@
 """The Snakemake sweep (Snakefile, workflow/, config/, profiles/) and mecmodel.results.
 
 Snakemake runs as ``python -m snakemake -s <repo>/Snakefile --directory <tmp>``, so nothing is
-written into the repository. The slow tests share one finished smoke run (module fixture) and
-copy it before changing anything.
+written into the repository. The slow tests share one finished smoke run (the session fixture
+``smoke_run`` of conftest.py) and copy it before changing anything.
 """
 
 from __future__ import annotations
@@ -257,75 +257,13 @@ def test_slurm_profile_groups_simulate_jobs(tmp_path):
     assert text.count("Group job simulate") == math.ceil(n_sim / GROUP_SIZE)
 
 
-BAD = {
-    "K zero": (lambda c: c["experiments"]["cost_vs_K"].update(K=[0, 2]), "experiments.cost_vs_K.K[0]"),
-    "K negative": (lambda c: c["experiments"]["convergence"].update(K=[-3]), "experiments.convergence.K[0]"),
-    "K not integer": (lambda c: c["experiments"]["convergence"].update(K=[2.5]), "experiments.convergence.K[0]"),
-    "arrival 1": (
-        lambda c: c["experiments"]["cost_vs_arrival"].update(arrival_prob=[0.2, 1.0]),
-        "experiments.cost_vs_arrival.arrival_prob[1]",
-    ),
-    "arrival 0": (
-        lambda c: c["experiments"]["cost_vs_arrival"].update(arrival_prob=[0]),
-        "experiments.cost_vs_arrival.arrival_prob[0]",
-    ),
-    "gamma 1": (
-        lambda c: c["experiments"]["cost_vs_gamma"].update(gamma=[0.9, 1]),
-        "experiments.cost_vs_gamma.gamma[1]",
-    ),
-    "gamma negative": (
-        lambda c: c["experiments"]["cost_vs_block"].update(gamma=[-0.5]),
-        "experiments.cost_vs_block.gamma[0]",
-    ),
-    "unknown scheme": (
-        lambda c: c["experiments"]["cost_vs_K"].update(scheme=["proposed", "greedy"]),
-        "experiments.cost_vs_K.scheme[1]",
-    ),
-    "missing field": (lambda c: c["experiments"]["cost_vs_K"].pop("figure"), "'figure' is a required property"),
-    "unknown key": (lambda c: c["experiments"]["cost_vs_K"].update(colour="red"), "'colour' was unexpected"),
-    "unknown top key": (lambda c: c.update(blokcs=60), "'blokcs' was unexpected"),
-    "duplicate value": (lambda c: c["experiments"]["cost_vs_K"].update(K=[2, 2]), "experiments.cost_vs_K.K"),
-    "same at 10 digits": (
-        lambda c: c["experiments"]["cost_vs_arrival"].update(arrival_prob=[0.3, 0.1 + 0.2]),
-        "experiments.cost_vs_arrival.arrival_prob",
-    ),
-    "override range": (lambda c: c.update(overrides={"tau": -1}), "overrides.tau"),
-    "override unknown": (
-        lambda c: c["experiments"]["convergence"].update(overrides={"taus": 1}),
-        "'taus' was unexpected",
-    ),
-    "override swept": (lambda c: c.update(overrides={"K": 3}), "'K' was unexpected"),
-    "override cross-field": (lambda c: c.update(overrides={"min_distance": 500.0}), "min_distance"),
-    "seeds zero": (lambda c: c.update(seeds=0), "seeds"),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(BAD))
-def test_bad_config_is_rejected_before_any_job(tmp_path, case):
-    mutate, field = BAD[case]
-    config = load_config(SMOKE)
-    mutate(config)
-    cfg = write_config(tmp_path / "bad.yaml", config)
-    work = tmp_path / "work"
-    work.mkdir()
-    proc = snakemake(work, configfile=cfg, cores=1)
-    assert proc.returncode != 0
-    err = proc.stdout + proc.stderr
-    assert field in err, err[-2000:]
-    assert "config:" in err
-    assert not (work / "results").exists()
-
-
 # ----------------------------------------------------------------------------- the smoke run
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    """A finished smoke run (every aggregate and figure), shared read-only by the tests below."""
-    work = tmp_path_factory.mktemp("smoke")
-    ok(snakemake(work))
-    return work
+@pytest.fixture
+def smoke(smoke_run) -> Path:
+    """A finished smoke run (every aggregate and figure; conftest.py), shared read-only by the tests below."""
+    return smoke_run
 
 
 def copy_of(smoke: Path, dest: Path) -> Path:

@@ -1,10 +1,11 @@
-# Parse time, before any job: the config is layered, validated and resolved by mecmodel.sweep.
-# Each problem stops Snakemake with one message that starts with "config" (or "results") and
-# names the field and what it allows; nothing is written.
+# Parse time, before any job: mecmodel.sweep.prepare re-reads the config files strictly,
+# resolves layers (extends, prefix), validates against workflow/schemas/config.schema.yaml,
+# checks results/ and resolves the experiments. Each problem stops Snakemake with one message
+# that starts with "config" (or "results") and names the field; nothing is written.
 
-import jsonschema
+import os
+
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from mecmodel import sweep
 from mecmodel.params import ParamError
@@ -22,20 +23,12 @@ def checked(func, *args):
         raise WorkflowError(str(err)) from None
 
 
-for _path in workflow.configfiles:
-    checked(sweep.read_config_file, _path)
-_layered = checked(sweep.apply_layers, dict(config), workflow.configfiles)
-config.clear()
-config.update(_layered)
-try:
-    validate(config, "../schemas/config.schema.yaml")
-except WorkflowError as err:
-    # Lead with the offending field (jsonschema's own report quotes the schema).
-    if not isinstance(err.__context__, jsonschema.ValidationError):
-        raise
-    raise WorkflowError(sweep.schema_error_message(err.__context__)) from None
-checked(sweep.check_results_dir)
-SWEEP = checked(sweep.Sweep, config)
+SWEEP = checked(
+    sweep.prepare,
+    config,
+    workflow.configfiles,
+    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
+)
 
 
 wildcard_constraints:
