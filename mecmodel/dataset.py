@@ -175,6 +175,12 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
         "config_hash": stable_hash({"params": P.to_dict(), **run}),
         "params_json": json.dumps(P.to_dict(), sort_keys=True),
     }
+    from .schemes import module_digest, module_of
+
+    spec = module_of(scheme)
+    if spec is not None:  # a scheme of a scheme module: which code made the run
+        attrs["scheme_module"] = spec
+        attrs["scheme_module_sha256"] = module_digest(spec)
     for k, v in P.to_dict().items():
         attrs[f"param_{k}"] = int(v) if isinstance(v, bool) else v
     for k, f in FIELD_BY_NAME.items():

@@ -149,7 +149,7 @@ class Action:
     whole_task: bool = False
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class StepInfo:
     """What a step computed, for recording and for learners (knowledge of the environment)."""
 
@@ -205,6 +205,13 @@ class StepInfo:
         return 3.0 * P.w2 * P.tau * P.xi_ser * (f_eff**2 - f_p2) * P.f_ser_max * active
 
 
+def _observation(t: int, *arrays: np.ndarray) -> Observation:
+    """An Observation of read-only arrays: a policy cannot change the environment's state."""
+    for a in arrays:
+        a.flags.writeable = False
+    return Observation(t, *arrays)
+
+
 class MECEnv:
     """K WDs and one edge server, for every seed at once; one :meth:`step` is one decision block.
 
@@ -235,7 +242,7 @@ class MECEnv:
         """Empty queues, fresh fading and arrival streams; the observation of block 0."""
         self.exo = Exogenous(self.seeds, self.P, self.mean_gain)
         h, beta = self.exo.at(0)
-        self.obs = Observation(0, np.zeros((self.S, self.P.K)), h, beta, np.zeros(self.S))
+        self.obs = _observation(0, np.zeros((self.S, self.P.K)), h, beta, np.zeros(self.S))
         return self.obs
 
     def step(self, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
@@ -243,6 +250,13 @@ class MECEnv:
         P, o = self.P, self.obs
         if o is None:
             raise RuntimeError("MECEnv.step before reset")
+        want = {"p": (self.S, P.K), "f_ser": (self.S, P.n_slots)}
+        for name, shape in want.items():
+            got = np.shape(getattr(action, name))
+            if got != shape:
+                raise ValueError(
+                    f"Action.{name}: expected shape {shape} (seeds, {'WDs' if name == 'p' else 'slots'}), got {got}"
+                )
         # The action space is a box, as Gymnasium's: commands outside it are clipped to (9b)-(9d).
         action = Action(
             np.clip(action.p, 0.0, P.p_max), np.clip(action.f_ser, 0.0, P.f_ser_max), bool(action.whole_task)
@@ -267,5 +281,5 @@ class MECEnv:
         q_next = queues.wd_queue_next(q, svc, arrivals, W)
         q_ser_next = queues.server_queue_next(q_ser, served, svc.offload)
         h_next, beta_next = self.exo.at(o.t + 1)
-        self.obs = Observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
+        self.obs = _observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
         return self.obs, terms, info

@@ -432,9 +432,10 @@ class Params:
         return {k: v for k, v in self.values.items() if base[k] != v}
 
     def model_hash(self) -> str:
-        """Hash of everything but the swept point (K, arrival_prob, gamma)."""
-        skip = {"K", "arrival_prob", "gamma"}
-        return stable_hash({k: v for k, v in self.values.items() if k not in skip})
+        """Hash of everything but the swept point (the grid axes of mecmodel.sweep)."""
+        from .sweep import AXES
+
+        return stable_hash({k: v for k, v in self.values.items() if k not in AXES})
 
 
 def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Params:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-POINT_DIMS = tuple(AXES)
 CI_TEXT = "mean over seeds, 95% t-interval"
 MA_WINDOW = 25  # blocks in the moving average of cost_vs_block
 DPI = 200
@@ -83,13 +82,6 @@ def moving_average(a: np.ndarray, window: int, axis: int = -1) -> np.ndarray:
 # ----------------------------------------------------------------------------- styling
 
 
-def scheme_order(present) -> list[str]:
-    """The registry's order of the registered schemes, then any other scheme alphabetically."""
-    from .schemes import order
-
-    return order(present)
-
-
 def _registered(name: str):
     from .schemes import SCHEMES
 
@@ -104,10 +96,10 @@ def is_reference(name: str) -> bool:
 
 def scheme_style(name: str) -> dict[str, Any]:
     """Colour, line style, marker, width and z-order of a scheme, from the registry."""
-    from .schemes import _default_style
+    from .schemes import default_style
 
     s = _registered(name)
-    return dict(s.style) if s is not None else _default_style(name, "paper")
+    return dict(s.style) if s is not None else default_style(name, "paper")
 
 
 def _setup() -> None:
@@ -145,7 +137,7 @@ def _fix_point(
     import numpy as np
 
     chosen: dict[str, Any] = {}
-    for dim in POINT_DIMS:
+    for dim in AXES:
         if dim == sweep:
             continue
         if dim not in ds.dims:
@@ -167,7 +159,9 @@ def _schemes(ds: xr.Dataset, var: str) -> list[str]:
     """Schemes (in the fixed order) that hold any finite value of ``var``."""
     if "scheme" not in ds.dims:
         return [str(ds["scheme"].item())] if "scheme" in ds.coords else ["(scheme)"]
-    return [s for s in scheme_order(ds["scheme"].values) if _finite_any(ds[var].sel(scheme=s))]
+    from .schemes import order
+
+    return [s for s in order(ds["scheme"].values) if _finite_any(ds[var].sel(scheme=s))]
 
 
 def _by_scheme(ds: xr.Dataset, var: str, scheme: str) -> xr.DataArray:
@@ -181,7 +175,7 @@ def _fmt(v: Any) -> str:
 
 def _point_text(chosen: dict) -> str:
     names = {"K": "K", "arrival_prob": "λ", "gamma": "γ"}
-    return ", ".join(f"{names[d]} = {_fmt(chosen[d])}" for d in POINT_DIMS if d in chosen)
+    return ", ".join(f"{names.get(d, d)} = {_fmt(chosen[d])}" for d in AXES if d in chosen)
 
 
 def _range_text(counts) -> str:

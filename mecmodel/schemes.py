@@ -70,10 +70,17 @@ class Scheme:
 
 
 SCHEMES: dict[str, Scheme] = {}
+#: Scheme modules loaded in this process: the spec as given -> the module's name (a Scheme's source).
+MODULES: dict[str, str] = {}
 
 
-def _default_style(name: str, kind: str) -> dict[str, Any]:
-    """A stable style for a scheme registered without one (colour from a hash of its name)."""
+def default_style(name: str, kind: str) -> dict[str, Any]:
+    """A stable style for a scheme registered without one: references a grey shade, dash-dotted;
+    others a dark colour; the shade from a hash of the name."""
+    h = sum(map(ord, name))
+    if kind == "reference":
+        grey = ("0.2", "0.4", "0.5", "0.65")[h % 4]
+        return {"color": grey, "linestyle": (0, (3, 1, 1, 1)), "marker": "x", "linewidth": 1.2, "zorder": 3}
     dark = (
         "#001c7f",
         "#b1400d",
@@ -86,10 +93,7 @@ def _default_style(name: str, kind: str) -> dict[str, Any]:
         "#b8850a",
         "#006374",
     )
-    color = dark[sum(map(ord, name)) % len(dark)]
-    if kind == "reference":
-        return {"color": color, "linestyle": (0, (3, 1, 1, 1)), "marker": "x", "linewidth": 1.2, "zorder": 3}
-    return {"color": color, "linestyle": "-.", "marker": "x", "linewidth": 1.2, "zorder": 4}
+    return {"color": dark[h % len(dark)], "linestyle": "-.", "marker": "x", "linewidth": 1.2, "zorder": 4}
 
 
 def register(
@@ -123,7 +127,7 @@ def register(
     old = SCHEMES.get(name)
     if old is not None and old.source != source:
         raise ParamError(f"scheme {name}: already registered by {old.source}")
-    full_style = {**_default_style(name, kind), **dict(style or {})}
+    full_style = {**default_style(name, kind), **dict(style or {})}
     scheme = Scheme(
         name, " ".join(description.split()), wd, server, kind, label or name, MappingProxyType(full_style), source
     )
@@ -176,6 +180,7 @@ def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file {str(path)!r}")
                 modname = "mecmodel_scheme_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+                MODULES[spec] = modname
                 if modname in sys.modules:
                     continue
                 mspec = importlib.util.spec_from_file_location(modname, path)
@@ -191,25 +196,27 @@ def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
                 if os.getcwd() not in sys.path and "" not in sys.path:
                     sys.path.insert(0, os.getcwd())
                 importlib.import_module(spec)
+                MODULES[spec] = spec
         except ParamError as e:
             raise ParamError(f"{field}: {spec}: {e}") from None
         except Exception as e:  # any error of the user's module: one line naming it
             raise ParamError(f"{field}: cannot import {spec!r}: {type(e).__name__}: {e}") from None
 
 
-def module_digest(specs: Iterable[str]) -> str:
-    """A hash of the scheme modules' source files, so that a sweep reruns when one changes."""
-    h = hashlib.sha256()
-    for spec in specs:
-        if spec.endswith(".py"):
-            path = Path(spec)
-        else:
-            found = importlib.util.find_spec(spec)
-            path = Path(found.origin) if found is not None and found.origin else None
-        h.update(spec.encode())
-        if path is not None and path.is_file():
-            h.update(path.read_bytes())
-    return h.hexdigest()[:12]
+def module_of(name: str) -> str | None:
+    """The spec (as given to :func:`load_modules`) of the module that registered scheme ``name``;
+    None for a scheme of the package itself."""
+    source = get_scheme(name).source
+    return next((spec for spec, mod in MODULES.items() if mod == source), None)
+
+
+def module_digest(spec: str) -> str:
+    """SHA-256 (12 hex digits) of a scheme module's source file, so that a sweep reruns its
+    schemes when it changes. Only that file: a module it imports in turn is not hashed."""
+    module = sys.modules.get(MODULES.get(spec, spec))
+    path = Path(module.__file__) if module is not None and getattr(module, "__file__", None) else Path(spec)
+    data = path.read_bytes() if path.is_file() else spec.encode()
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 # --- the built-in schemes, in plot order ------------------------------------------------------
@@ -260,10 +267,3 @@ register(
     description="reference: p = p_max, offload all the channel carries; Algorithm 2",
     style={"color": "0.3", "linestyle": (0, (2, 1.5)), "marker": "P", "linewidth": 1.2, "zorder": 3},
 )
-
-
-def paper_schemes() -> tuple[str, ...]:
-    return tuple(n for n, s in SCHEMES.items() if s.in_paper)
-
-
-PAPER_SCHEMES = paper_schemes()  # the built-in ones; call paper_schemes() after loading modules

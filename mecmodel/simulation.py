@@ -68,6 +68,7 @@ DEVICE = ("wd_queue_k", "tx_power_k", "local_rate_k", "offloaded_k")
 #: What Policy.update may return (per-seed diagnostics) and Policy.summary may name.
 LEARNER_SERIES = ("alg1_td_error", "alg1_rel_change", "alg2_td_error", "alg2_rel_change")
 LEARNERS = ("alg1", "alg2")
+SUMMARY = ("converged_fraction", "converged_block_median", "converged_block_max", "diverged_block")
 
 
 def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bool = False) -> list[int]:
@@ -144,7 +145,7 @@ def simulate_arrays(
         work["offloaded"] += off_sum
 
         # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
-        tr = Transition(obs, action, terms, info, next_obs)
+        tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
         for policy in (wd, server):
             for name, value in policy.update(tr).items():
                 if name not in LEARNER_SERIES:
@@ -175,6 +176,10 @@ def simulate_arrays(
     unknown = set(out["agents"]) - set(LEARNERS)
     if unknown:
         raise ValueError(f"a policy's summary names {sorted(unknown)}; it may name {', '.join(LEARNERS)}")
+    for name, summary in out["agents"].items():
+        missing = set(SUMMARY) - set(summary)
+        if missing:
+            raise ValueError(f"a policy's summary of {name} lacks {sorted(missing)}; it needs {', '.join(SUMMARY)}")
     for name, summary in out["agents"].items():
         for s, b in zip(seeds, summary["diverged_block"], strict=True):
             if b >= 0:

@@ -138,7 +138,7 @@ def read_config_file(path: str | os.PathLike) -> Any:
     return data
 
 
-def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike]) -> dict:
+def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike], _seen: tuple[Path, ...] = ()) -> dict:
     """Resolve ``extends`` and ``prefix``: a config that names a base config is laid on top of it.
 
     The base (a path relative to the layer's file) is read, itself resolved, and the layer's
@@ -146,6 +146,10 @@ def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike]) -> dict
     replaces by name). ``prefix`` is put before the name of every experiment of the result, so
     that a scenario's aggregates and figures sit beside the base's.
     """
+    if not isinstance(config.get("experiments", {}), dict):
+        raise ParamError(
+            f"config: experiments: must be a mapping of experiment name: grid, got {config['experiments']!r}"
+        )
     if "extends" not in config:
         prefix = str(config.get("prefix", ""))
         out = {k: v for k, v in config.items() if k != "prefix"}
@@ -157,10 +161,13 @@ def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike]) -> dict
     base_path = here / str(config["extends"])
     if not base_path.is_file():
         raise ParamError(f"config: extends: no such config file {str(base_path)!r}")
+    if base_path.resolve() in _seen or (layer_file is not None and base_path.resolve() == layer_file.resolve()):
+        raise ParamError(f"config: extends: {str(base_path)!r} extends itself through a cycle of layers")
     base = read_config_file(base_path)
     if not isinstance(base, dict):
         raise ParamError(f"config: extends: {base_path} is not a mapping of keys")
-    base = apply_layers(base, [base_path])
+    seen = (*_seen, *((layer_file.resolve(),) if layer_file is not None else ()), base_path.resolve())
+    base = apply_layers(base, [base_path], seen)
     merged = {**base, **{k: v for k, v in config.items() if k not in ("extends", "experiments", "prefix")}}
     merged["experiments"] = {**base.get("experiments", {}), **config.get("experiments", {})}
     prefix = str(config.get("prefix", ""))
@@ -309,8 +316,13 @@ class Sweep:
 
         self.scheme_modules = list(config.get("scheme_modules", []))
         schemes.load_modules(self.scheme_modules, "config: scheme_modules")
-        self.modules_digest = schemes.module_digest(self.scheme_modules) if self.scheme_modules else ""
-        self.plugin_schemes = {n for n, s in schemes.SCHEMES.items() if not s.source.startswith("mecmodel.")}
+        # A scheme of a module: the module's spec and the hash of its source, for its jobs only,
+        # so that adding or editing a module reruns that module's schemes and nothing else.
+        self.plugin = {}
+        for name in schemes.SCHEMES:
+            spec = schemes.module_of(name)
+            if spec is not None:
+                self.plugin[name] = (spec, schemes.module_digest(spec))
         self.experiments: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
         for name, exp in config["experiments"].items():
@@ -373,8 +385,13 @@ class Sweep:
     def wildcard_constraints(self) -> dict[str, str]:
         return {**FIELD_PATTERNS, "experiment": "|".join(re.escape(n) for n in self.experiments) or "$^"}
 
-    def module_args(self) -> str:
-        return " ".join(f"--scheme-module {shlex.quote(m)}" for m in self.scheme_modules)
+    def module_args(self, scheme: str | None = None) -> str:
+        """``--scheme-module`` arguments: of every module, or only the one that registered ``scheme``."""
+        if scheme is not None:
+            specs = [self.plugin[scheme][0]] if scheme in self.plugin else []
+        else:
+            specs = self.scheme_modules
+        return " ".join(f"--scheme-module {shlex.quote(m)}" for m in specs)
 
     def simulate_args(self, wildcards) -> str:
         """``mecmodel simulate`` arguments of a run, after checking its path is one this sweep makes."""
@@ -396,14 +413,14 @@ class Sweep:
         )
         return (
             f"{self.models[wildcards.model]['args']} {point} --scheme {wildcards.scheme}"
-            f" --seeds {wildcards.seeds} --blocks {wildcards.blocks} {self.module_args()}"
+            f" --seeds {wildcards.seeds} --blocks {wildcards.blocks} {self.module_args(wildcards.scheme)}"
         ).strip()
 
     def code_version(self, wildcards) -> str:
         """mecmodel's version, and for a scheme from a scheme module the hash of its source."""
         from . import __version__
 
-        return f"{__version__}+{self.modules_digest}" if wildcards.scheme in self.plugin_schemes else __version__
+        return f"{__version__}+{self.plugin[wildcards.scheme][1]}" if wildcards.scheme in self.plugin else __version__
 
     def _params(self, wildcards):
         model = self.models[wildcards.model]

@@ -13,6 +13,8 @@ import math
 import numpy as np
 import xarray as xr
 
+from mecmodel.sweep import AXES
+
 # Two-sided 95% Student-t quantiles by degrees of freedom (1.96 beyond the table).
 T95 = {
     1: 12.706,
@@ -61,7 +63,7 @@ def main() -> None:
     ap.add_argument("convergence", nargs="?")
     a = ap.parse_args()
     with xr.open_dataset(a.cost_vs_block) as d:
-        ds = d.load().squeeze(["K", "arrival_prob", "gamma"])
+        ds = d.load().squeeze(list(AXES))
     print(
         f"K = {int(ds.K)}, arrival {float(ds.arrival_prob):g}, gamma {float(ds.gamma):g}, "
         f"{ds.sizes['seed']} seeds, {ds.sizes['block']} blocks, preset {ds.attrs.get('preset', '?')}.\n"

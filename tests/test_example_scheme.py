@@ -36,7 +36,7 @@ def test_registered_as_a_decentralised_reference(example, capsys):
     assert example.source.startswith("mecmodel_scheme_")
     assert example.style["color"] == "0.45" and example.style["marker"] == "*"
     assert schemes.select("all")[-1] == "threshold" and "threshold" in schemes.select("references")
-    assert "threshold" not in schemes.paper_schemes()
+    assert "threshold" not in schemes.select("paper")
     assert example.wd().information == example.server().information == "decentralised"
     assert cli.main(["schemes", "--scheme-module", str(EXAMPLE)]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("threshold ")]

@@ -84,6 +84,9 @@ def test_scheme_module_on_the_command_line(plugin, tmp_path):
     with xr.open_dataset(out) as ds:
         assert ds["scheme"].values.tolist() == ["threshold_full"]
         assert np.isnan(ds["alg2_converged_fraction"]).all()
+        # which code made the run
+        assert ds.attrs["scheme_module"] == str(plugin)
+        assert ds.attrs["scheme_module_sha256"] == schemes.module_digest(str(plugin))
 
 
 @pytest.mark.parametrize("scheme", ["proposed", "random", "offload"])
@@ -215,3 +218,67 @@ def test_policies_cannot_overwrite_the_record(wd, match, monkeypatch):
     schemes.register("odd", wd=wd, server=schemes.SCHEMES["local"].server, description="d")
     with pytest.raises(ValueError, match=match):
         simulate_arrays(make_params("default", {"K": 2}), "odd", [0], 5)
+
+
+@pytest.mark.parametrize(("p_shape", "f_shape", "field"), [((2,), (1, 5), "Action.p"), ((1, 2), (5,), "Action.f_ser")])
+def test_action_shapes_are_checked(p_shape, f_shape, field):
+    env = MECEnv(make_params("default", {"K": 2}), 1)
+    env.reset()
+    with pytest.raises(ValueError, match=rf"{field}: expected shape"):
+        env.step(Action(np.zeros(p_shape), np.zeros(f_shape)))
+
+
+def test_observations_are_read_only():
+    env = MECEnv(make_params("default", {"K": 2}), [0, 1])
+    obs = env.reset()
+    for name in ("q", "h", "beta", "q_ser"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(obs, name)[...] = 0
+    nxt, _, info = env.step(Action(np.zeros((2, 2)), np.zeros((2, 5))))
+    with pytest.raises(ValueError, match="read-only"):
+        nxt.q[0, 0] = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.p_tx = None
+
+
+class _Greedy(WDPolicy):
+    """Commands twice p_max and records what it is told it did."""
+
+    def act(self, obs):
+        return np.full(obs.q.shape, 2 * self.ctx.params.p_max)
+
+    def update(self, tr):
+        self.seen = tr.action.p
+        return {}
+
+
+def test_learners_see_the_action_as_applied(monkeypatch):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    policy = _Greedy()
+    schemes.register("greedy2", wd=lambda: policy, server=schemes.SCHEMES["local"].server, description="d")
+    P = make_params("default", {"K": 2})
+    simulate_arrays(P, "greedy2", [0], 3)
+    assert (policy.seen == P.p_max).all()
+
+
+class _NoDivergence(WDPolicy):
+    def act(self, obs):
+        return np.zeros_like(obs.q)
+
+    def summary(self):
+        return {"alg1": {"converged_fraction": np.zeros(self.ctx.S)}}
+
+
+def test_a_summary_needs_every_field(monkeypatch):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    schemes.register("partial", wd=_NoDivergence, server=schemes.SCHEMES["local"].server, description="d")
+    with pytest.raises(ValueError, match=r"summary of alg1 lacks \['converged_block_max', "):
+        simulate_arrays(make_params("default", {"K": 2}), "partial", [0], 3)
+
+
+def test_default_styles_keep_references_grey(monkeypatch):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    ref = schemes.register("ref_x", wd=WDPolicy, server=ServerPolicy, description="d")
+    mine = schemes.register("mine_x", wd=WDPolicy, server=ServerPolicy, description="d", kind="paper")
+    assert ref.style["color"].startswith("0.") and not mine.style["color"].startswith("0.")
+    assert ref.style["linestyle"] != "-" and mine.style["linestyle"] != "-"

@@ -68,6 +68,34 @@ def test_layers_nest_override_and_add(tmp_path):
     assert "extends" not in got and "prefix" not in got
 
 
+def test_a_layer_replaces_a_base_experiment_by_name(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny()))
+    layer = {"extends": "base.yaml", "experiments": {"e": {**tiny()["experiments"]["e"], "K": [9]}}}
+    (tmp_path / "layer.yaml").write_text(yaml.safe_dump(layer))
+    got = sweep.apply_layers(layer, [tmp_path / "layer.yaml"])
+    assert got["experiments"]["e"]["K"] == [9] and list(got["experiments"]) == ["e"]
+
+
+def test_prefix_without_extends_renames():
+    got = sweep.apply_layers({**tiny(), "prefix": "p_"}, [])
+    assert list(got["experiments"]) == ["p_e"] and "prefix" not in got
+
+
+@pytest.mark.parametrize(
+    ("files", "match"),
+    [
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "extends itself through a cycle"),
+        ({"a.yaml": "extends: a.yaml\n"}, "extends itself through a cycle"),
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "experiments:\n"}, "config: experiments: must be a mapping"),
+    ],
+)
+def test_bad_layers_are_one_error(tmp_path, files, match):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ParamError, match=match):
+        sweep.apply_layers(yaml.safe_load(files["a.yaml"]), [tmp_path / "a.yaml"])
+
+
 def test_missing_base_is_one_error(tmp_path):
     (tmp_path / "top.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ParamError, match="config: extends: no such config file .*nowhere.yaml"):
@@ -161,14 +189,23 @@ def test_scheme_modules_register_rerun_on_change_and_reach_the_jobs(tmp_path, mo
         "from mecmodel.schemes import register\n"
         "register('quarter', wd=lambda: FixedPower(0.25), server=Algorithm2, description='p = p_max / 4')\n"
     )
+    other = tmp_path / "other.py"
+    other.write_text(mod.read_text().replace("quarter", "half").replace("0.25", "0.5"))
     try:
+        plain = sweep.Sweep(tiny(scheme="all"))
         s = sweep.Sweep({**tiny(scheme="all"), "scheme_modules": [str(mod)]})
         assert s.experiments["e"]["scheme"][-1] == "quarter"
         (model,) = s.models
         wc = wildcards(model=model, K="2", arrival_prob="0.4", gamma="0.9", scheme="quarter", seeds="2", blocks="10")
+        even = wildcards(**{**vars(wc), "scheme": "even"})
         assert f"--scheme-module {mod}" in s.simulate_args(wc)
-        assert s.code_version(wc) != s.code_version(wildcards(**{**vars(wc), "scheme": "even"}))
+        # the package's schemes: the same job as without the module (no rerun when one is added)
+        assert (s.simulate_args(even), s.code_version(even)) == (plain.simulate_args(even), plain.code_version(even))
+        assert s.code_version(wc) != s.code_version(even)
         before = s.code_version(wc)
+        both = sweep.Sweep({**tiny(scheme="all"), "scheme_modules": [str(mod), str(other)]})
+        assert both.code_version(wc) == before  # another module does not touch this one's runs
+        assert "other.py" not in both.simulate_args(wc)
         mod.write_text(mod.read_text() + "# changed\n")
         assert sweep.Sweep({**tiny(), "scheme_modules": [str(mod)]}).code_version(wc) != before
     finally:

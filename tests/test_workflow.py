@@ -102,8 +102,18 @@ def test_overrides_schema_is_in_sync_with_params():
 def test_schema_enums_match_the_registries():
     schema = yaml.safe_load(SCHEMA.read_text())
     exp = schema["$defs"]["experiment"]["properties"]
-    # Scheme names are checked against the registry (which scheme modules extend), not an enum.
-    assert set(SELECTORS) <= set(re.findall(r"\w+", exp["scheme"]["description"]))
+    # the grid axes of mecmodel.sweep, each required of an experiment
+    assert set(AXES) <= set(schema["$defs"]["experiment"]["required"]) and set(AXES) <= set(exp)
+    # Scheme names are checked against the registry (which scheme modules extend), not an enum:
+    # every selector passes the schema and the registry, as does every registered name.
+    for spec in (*SELECTORS, list(SCHEMES)):
+        _validate(
+            {
+                "experiments": {
+                    "e": {"figure": "convergence", "K": [2], "arrival_prob": [0.4], "gamma": [0.9], "scheme": spec}
+                }
+            }
+        )
     assert schema["properties"]["preset"]["enum"] == list(PRESETS)
     assert exp["preset"]["enum"] == list(PRESETS)
     from mecmodel.plots import FIGURES
