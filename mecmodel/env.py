@@ -29,7 +29,6 @@ few blocks). Policies draw from streams of their own (:func:`stream`, any name).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -149,6 +148,20 @@ class Action:
     whole_task: bool = False
 
 
+def _cached(method):
+    """A read-only property computed on first access (functools.cached_property takes a lock on
+    every first access in Python 3.11: too slow for a value read once per block)."""
+    name = method.__name__
+
+    def get(self):
+        d = self.__dict__
+        if name not in d:
+            d[name] = method(self)
+        return d[name]
+
+    return property(get, doc=method.__doc__)
+
+
 @dataclasses.dataclass(frozen=True)
 class StepInfo:
     """What a step computed, for recording and for learners (knowledge of the environment)."""
@@ -165,19 +178,19 @@ class StepInfo:
     e_server: np.ndarray  # (S,) server energy (7), J
     arrivals: np.ndarray  # (S, K) tasks that arrived this block
 
-    @functools.cached_property
+    @_cached
     def wd_cost(self) -> np.ndarray:
         """(S, K) each WD's own cost term of (8): w3 q_k + w4 (E^wd_k + E^off_k), r_{k,t} of (24)."""
         P = self.P
         return P.w3 * self.obs.q + P.w4 * (self.e_local + self.e_offload)
 
-    @functools.cached_property
+    @_cached
     def server_cost(self) -> np.ndarray:
         """(S,) the server's own cost term of (8): w1 q^ser + w2 E^ser, r_t of (31)."""
         P = self.P
         return P.w1 * self.obs.q_ser + P.w2 * self.e_server
 
-    @functools.cached_property
+    @_cached
     def wd_cost_grad(self) -> np.ndarray:
         """(S, K) d wd_cost / d(p / p_max): the exact reward gradient of Algorithm 1's (26).
 
@@ -190,7 +203,7 @@ class StepInfo:
         f_loc = svc.local / (n * tau)
         return P.w4 * P.p_max * svc.uncapped * (tau + 3.0 * P.xi_wd * f_loc**2 * svc.dlocal_doff * dcap)
 
-    @functools.cached_property
+    @_cached
     def server_cost_grad(self) -> np.ndarray:
         """(S, n) d server_cost / d(f^ser_i / f^ser_max): the exact gradient of Algorithm 2's (33).
 
@@ -250,16 +263,17 @@ class MECEnv:
         P, o = self.P, self.obs
         if o is None:
             raise RuntimeError("MECEnv.step before reset")
-        want = {"p": (self.S, P.K), "f_ser": (self.S, P.n_slots)}
-        for name, shape in want.items():
-            got = np.shape(getattr(action, name))
-            if got != shape:
-                raise ValueError(
-                    f"Action.{name}: expected shape {shape} (seeds, {'WDs' if name == 'p' else 'slots'}), got {got}"
-                )
-        # The action space is a box, as Gymnasium's: commands outside it are clipped to (9b)-(9d).
+        if np.shape(action.p) != (self.S, P.K) or np.shape(action.f_ser) != (self.S, P.n_slots):
+            raise ValueError(
+                f"Action: expected p of shape {(self.S, P.K)} (seeds, WDs) and f_ser of shape "
+                f"{(self.S, P.n_slots)} (seeds, slots), got {np.shape(action.p)} and {np.shape(action.f_ser)}"
+            )
+        # The action space is a box, as Gymnasium's: commands outside it are clipped to (9b)-(9d)
+        # (maximum then minimum: np.clip's values, without its per-call overhead in the hot loop).
         action = Action(
-            np.clip(action.p, 0.0, P.p_max), np.clip(action.f_ser, 0.0, P.f_ser_max), bool(action.whole_task)
+            np.minimum(np.maximum(action.p, 0.0), P.p_max),
+            np.minimum(np.maximum(action.f_ser, 0.0), P.f_ser_max),
+            bool(action.whole_task),
         )
         n, W, tau = P.n_slots, P.task_cycles, P.tau
         q, h, q_ser = o.q, o.h, o.q_ser

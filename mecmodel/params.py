@@ -415,6 +415,13 @@ class Params:
     values: Mapping[str, Any]
     preset: str = "default"
 
+    def __post_init__(self) -> None:
+        # Every field as a plain attribute: the simulator reads parameters dozens of times per
+        # block, and an instance attribute is found without a call to __getattr__.
+        for name, value in self.values.items():
+            if name not in ("values", "preset"):
+                object.__setattr__(self, name, value)
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self.values[name]

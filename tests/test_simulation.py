@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import mecmodel
 from mecmodel import channel, env, queues, simulation
 from mecmodel.params import FIELDS, make_params
+from mecmodel.sweep import POINT_DIMS
 
 SCHEMES = list(mecmodel.SCHEMES)
 LEARNING_WDS = {"proposed", "binary"}
@@ -54,7 +55,7 @@ PER_SEED = [
     for i in (1, 2)
     for x in ("converged_block_median", "converged_block_max", "converged_fraction", "diverged_block")
 ]
-POINT = ("K", "arrival_prob", "gamma", "scheme")
+POINT = POINT_DIMS
 
 
 # --------------------------------------------------------------------------- invariants, every scheme

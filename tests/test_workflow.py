@@ -200,7 +200,7 @@ def test_schema_accepts_valid_grids_and_fills_defaults(exp):
 @settings(max_examples=60, deadline=None)
 @given(
     exp=_valid_experiment(),
-    axis=st.sampled_from(["K", "arrival_prob", "gamma", "scheme"]),
+    axis=st.sampled_from(POINT_DIMS),
     bad=st.one_of(st.integers(-5, 0), st.floats(1.0, 10.0), st.floats(-10.0, 0.0), st.just("greedy"), st.none()),
 )
 def test_schema_rejects_bad_grid_values(exp, axis, bad):
