@@ -1,6 +1,8 @@
-"""Fixed WD rules: the paper's even and random offloading and the never/always-offload references.
+"""Fixed rules: the paper's even and random offloading, the never/always-offload references, and
+two fixed server rules (full speed, minimum energy) that any WD policy can pair with.
 
-None of them learns; each maps what a WD observes to a transmit power.
+None of them learns; each maps what its agent observes to an action (section IV: a WD its own
+queue and channel, the server its queue).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import numpy as np
 
 from .. import channel
 from ..env import Observation
-from .base import PolicyContext, WDPolicy
+from .base import PolicyContext, ServerPolicy, WDPolicy
 
 
 class ShareOfTask(WDPolicy):
@@ -57,3 +59,28 @@ class FixedPower(WDPolicy):
 
     def act(self, obs: Observation) -> np.ndarray:
         return np.full((self.ctx.S, self.ctx.K), self.fraction * self.ctx.params.p_max)
+
+
+class FullSpeed(ServerPolicy):
+    """Fixed server rule 'full': every slot at f_ser_max (the server never runs faster than its
+    queue needs, so an emptied queue idles the remaining slots at no energy)."""
+
+    def act(self, obs: Observation) -> np.ndarray:
+        P = self.ctx.params
+        return np.full((self.ctx.S, P.n_slots), P.f_ser_max)
+
+
+class MinEnergy(ServerPolicy):
+    """Fixed server rule 'min_energy': work-conserving at the least energy (7).
+
+    The same rate in every slot, just enough to clear the queue q^ser within the block when
+    f_ser_max can, else f_ser_max. For a given amount of work the convex energy sum_i tau xi f_i^3
+    is least with equal rates. The rate is rounded up so that each slot serves at least
+    ceil(q / n) + 1 cycles: queues stay whole cycles, and the last slot serves the remainder.
+    """
+
+    def act(self, obs: Observation) -> np.ndarray:
+        P = self.ctx.params
+        per_slot = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau  # cycles/s that clear q in n slots
+        f = np.minimum(np.where(obs.q_ser > 0, per_slot, 0.0), P.f_ser_max)
+        return np.repeat(f[:, None], P.n_slots, axis=1)
