@@ -1,0 +1,112 @@
+"""The myopic greedy rules of mecmodel.policies.myopic: each agent's choice minimises its own
+one-block cost, checked against plain loops and a brute-force search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mecmodel import channel, queues
+from mecmodel.env import Action, MECEnv, Observation
+from mecmodel.params import make_params
+from mecmodel.policies import PolicyContext
+from mecmodel.policies.myopic import MyopicServer, MyopicWD
+
+
+def _ctx(P, S):
+    env = MECEnv(P, list(range(S)))
+    return PolicyContext(P, tuple(range(S)), env)
+
+
+def _obs(P, q, h, q_ser):
+    q, h = np.asarray(q, float), np.asarray(h, float)
+    return Observation(0, q, h, np.zeros((*q.shape, P.n_slots)), np.asarray(q_ser, float))
+
+
+def _one_cost(P, q, h, p, reading):
+    """One WD, one power, written out scalar by scalar."""
+    cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
+    local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
+    svc = queues.wd_service(np.array([q]), np.array([cap]), P.task_cycles, local_max, P.local_service)
+    loc, off = float(svc.local[0]), float(svc.offload[0])
+    p_tx = float(channel.power_for_bits(h, P.zeta * off, P.bandwidth, P.snr_gap, P.tau)) if off > 0 else 0.0
+    e = float(queues.local_energy(loc, P.n_slots, P.tau, P.xi_wd)) + P.tau * p_tx
+    return P.w3 * ((q - loc - off) if reading == "end" else q) + P.w4 * e
+
+
+@pytest.mark.parametrize("reading", ["end", "start"])
+@pytest.mark.parametrize("rule", ["mod_w", "head"])
+def test_wd_choice_is_the_grid_minimum(reading, rule):
+    P = make_params("default", {"K": 4, "local_service": rule, "w3": 1e-7})
+    rng = np.random.default_rng(1)
+    q = rng.integers(0, 5, (3, 4)) * P.task_cycles + rng.integers(0, 10**8, (3, 4))
+    h = 10 ** rng.uniform(9, 13, (3, 4))
+    pol = MyopicWD(reading, grid=33)
+    pol.reset(_ctx(P, 3), _obs(P, q, h, np.zeros(3)))
+    p = pol.act(_obs(P, q, h, np.zeros(3)))
+    assert p.shape == (3, 4) and ((p >= 0) & (p <= P.p_max)).all()
+    for s in range(3):
+        for k in range(4):
+            costs = [_one_cost(P, q[s, k], h[s, k], g, reading) for g in pol.powers]
+            chosen = _one_cost(P, q[s, k], h[s, k], p[s, k], reading)
+            assert chosen == pytest.approx(min(costs), rel=1e-12, abs=1e-15)
+            assert p[s, k] == pol.powers[int(np.argmin(costs))]
+
+
+def test_wd_start_reading_is_energy_alone_and_end_offloads_more():
+    """With a heavy queue weight, the end reading offloads (its queue falls), the start reading
+    only saves energy, so it never offloads more."""
+    P = make_params("default", {"K": 6, "w3": 1e-6})
+    q = np.full((1, 6), 3 * P.task_cycles)
+    h = np.full((1, 6), 1e12)
+    p = {}
+    for reading in ("end", "start"):
+        pol = MyopicWD(reading)
+        pol.reset(_ctx(P, 1), _obs(P, q, h, [0.0]))
+        p[reading] = pol.act(_obs(P, q, h, [0.0]))
+    assert (p["end"] >= p["start"]).all() and (p["end"] > 0).all()
+
+
+def test_server_rate_is_the_one_block_optimum():
+    P = make_params("default", {"K": 2, "w1": 1e-8, "w2": 1.0})
+    q_ser = np.array([0.0, 1e8, 1e10, 1e12])
+    pol = MyopicServer()
+    pol.reset(_ctx(P, 4), _obs(P, np.zeros((4, 2)), np.ones((4, 2)), q_ser))
+    f = pol.act(_obs(P, np.zeros((4, 2)), np.ones((4, 2)), q_ser))
+    assert f.shape == (4, P.n_slots) and (f == f[:, :1]).all()
+    # brute force over equal rates: w1 (q - served) + w2 E
+    grid = np.linspace(0, P.f_ser_max, 20001)
+    for i, q in enumerate(q_ser):
+        served, f_eff = queues.server_service(np.full(grid.size, q), np.repeat(grid[:, None], P.n_slots, 1), P.tau)
+        cost = P.w1 * (q - served.sum(1)) + P.w2 * queues.server_energy(f_eff, P.tau, P.xi_ser)
+        s, fe = queues.server_service(np.array([q]), f[i : i + 1], P.tau)
+        mine = P.w1 * (q - s.sum()) + P.w2 * queues.server_energy(fe, P.tau, P.xi_ser)[0]
+        assert mine <= cost.min() + 1e-9 * max(1.0, abs(cost.min())) + 1e-6
+    assert f[0, 0] == 0  # nothing to serve
+    assert f[-1, 0] == pytest.approx(np.sqrt(P.w1 / (3 * P.w2 * P.xi_ser)))  # a long queue: f*
+
+
+def test_server_start_reading_idles_and_bad_reading_is_refused():
+    P = make_params("default", {"K": 2})
+    pol = MyopicServer("start")
+    obs = _obs(P, np.zeros((1, 2)), np.ones((1, 2)), [1e12])
+    pol.reset(_ctx(P, 1), obs)
+    assert (pol.act(obs) == 0).all()
+    with pytest.raises(ValueError, match="reading: must be one of end, start"):
+        MyopicWD("later")
+
+
+def test_myopic_pair_runs_and_conserves_work():
+    P = make_params("default", {"K": 5, "arrival_prob": 0.5})
+    env = MECEnv(P, [0, 1])
+    obs = env.reset()
+    ctx = PolicyContext(P, (0, 1), env)
+    wd, srv = MyopicWD(), MyopicServer()
+    wd.reset(ctx, obs)
+    srv.reset(ctx, obs)
+    arrived = done = 0.0
+    for _ in range(50):
+        obs, _, info = env.step(Action(wd.act(obs), srv.act(obs)))
+        arrived += info.arrivals.sum(axis=1) * P.task_cycles
+        done += info.service.local.sum(axis=1) + info.served.sum(axis=1)
+    np.testing.assert_array_equal(arrived, done + obs.q.sum(axis=1) + obs.q_ser)
