@@ -110,3 +110,62 @@ def test_myopic_pair_runs_and_conserves_work():
         arrived += info.arrivals.sum(axis=1) * P.task_cycles
         done += info.service.local.sum(axis=1) + info.served.sum(axis=1)
     np.testing.assert_array_equal(arrived, done + obs.q.sum(axis=1) + obs.q_ser)
+
+
+def _dpp_cost(P, q, h, p, V):
+    """The DPP objective of one WD at one power, scalar by scalar."""
+    cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
+    local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
+    svc = queues.wd_service(np.array([q]), np.array([cap]), P.task_cycles, local_max, P.local_service)
+    loc, off = float(svc.local[0]), float(svc.offload[0])
+    p_tx = float(channel.power_for_bits(h, P.zeta * off, P.bandwidth, P.snr_gap, P.tau)) if off > 0 else 0.0
+    e = float(queues.local_energy(loc, P.n_slots, P.tau, P.xi_wd)) + P.tau * p_tx
+    W = P.task_cycles
+    return V * P.w4 * e - (q / W) * ((loc + off) / W)
+
+
+@pytest.mark.parametrize("V", [0.1, 3.0, 100.0])
+def test_dpp_wd_choice_is_the_grid_minimum(V):
+    from mecmodel.policies.myopic import DriftPlusPenaltyWD
+
+    P = make_params("default", {"K": 4})
+    rng = np.random.default_rng(2)
+    q = rng.integers(0, 6, (2, 4)) * P.task_cycles + rng.integers(0, 10**8, (2, 4))
+    h = 10 ** rng.uniform(9, 13, (2, 4))
+    pol = DriftPlusPenaltyWD(V, grid=33)
+    obs = _obs(P, q, h, np.zeros(2))
+    pol.reset(_ctx(P, 2), obs)
+    p = pol.act(obs)
+    for s in range(2):
+        for k in range(4):
+            costs = [_dpp_cost(P, q[s, k], h[s, k], g, V) for g in pol.powers]
+            assert p[s, k] == pol.powers[int(np.argmin(costs))]
+
+
+def test_dpp_server_rate_is_the_per_block_optimum_and_falls_with_V():
+    from mecmodel.policies.myopic import DriftPlusPenaltyServer
+
+    P = make_params("default", {"K": 2})
+    W = P.task_cycles
+    q_ser = np.array([0.0, 3 * W, 40 * W, 1000 * W])  # at 1000 tasks f* < f_ser_max for V = 100
+    obs = _obs(P, np.zeros((4, 2)), np.ones((4, 2)), q_ser)
+    rates = {}
+    for V in (0.1, 1.0, 100.0):
+        pol = DriftPlusPenaltyServer(V)
+        pol.reset(_ctx(P, 4), obs)
+        f = pol.act(obs)
+        rates[V] = f[:, 0]
+        grid = np.linspace(0, P.f_ser_max, 20001)
+        for i, q in enumerate(q_ser):
+            fs = np.repeat(grid[:, None], P.n_slots, 1)
+            served, f_eff = queues.server_service(np.full(grid.size, q), fs, P.tau)
+            obj = V * P.w2 * queues.server_energy(f_eff, P.tau, P.xi_ser) - (q / W) * served.sum(1) / W
+            s, fe = queues.server_service(np.array([q]), f[i : i + 1], P.tau)
+            mine = V * P.w2 * queues.server_energy(fe, P.tau, P.xi_ser)[0] - (q / W) * s.sum() / W
+            assert mine <= obj.min() + 1e-9 * max(1.0, abs(obj.min())) + 1e-9
+    assert rates[0.1][0] == rates[1.0][0] == 0  # an empty queue idles
+    assert (rates[0.1][1:] >= rates[1.0][1:]).all() and (rates[1.0][1:] >= rates[100.0][1:]).all()
+    f_star = np.sqrt(1000 / (3 * 100.0 * P.w2 * P.xi_ser * W))  # f* for q = 1000 W and V = 100
+    assert f_star < P.f_ser_max and rates[100.0][3] == pytest.approx(f_star)
+    with pytest.raises(ValueError, match="V: must be > 0"):
+        DriftPlusPenaltyServer(0.0)

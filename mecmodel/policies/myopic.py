@@ -1,4 +1,6 @@
-"""Myopic greedy rules: each agent minimises its own cost term of (8) for this block alone.
+"""One-block rules: myopic greedy and Lyapunov drift-plus-penalty (DPP).
+
+Myopic: each agent minimises its own cost term of (8) for this block alone.
 
 No look-ahead and no learning; the simplest sanity reference (issue 10, not the paper's). The
 paper's cost (8) charges the queues at the *start* of block t, which no action of block t can
@@ -15,7 +17,9 @@ the post-decision state, which is what a one-step greedy rule trades energy agai
   clears q^ser in the block).
 
 Each agent reads only its own state (section IV): the WD its queue and channel, the server its
-queue. ``docs/model.md`` ("Myopic rules") has the derivation.
+queue. DPP (:class:`DriftPlusPenaltyWD`, :class:`DriftPlusPenaltyServer`) weighs V times the
+same cost against the drift of the agent's own queue instead. ``docs/model.md`` (note I) has
+the derivations.
 """
 
 from __future__ import annotations
@@ -61,7 +65,12 @@ class MyopicWD(WDPolicy):
                 0.0,
             )
         energy = queues.local_energy(svc.local, P.n_slots, P.tau, P.xi_wd) + queues.offload_energy(p_tx, P.tau)
-        left = q - svc.local - svc.offload if self.reading == "end" else q
+        return self.objective(q, svc.local + svc.offload, energy)
+
+    def objective(self, q: np.ndarray, served: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """What the rule minimises, given the cycles it serves (locally and offloaded) and its energy."""
+        P = self.ctx.params
+        left = q - served if self.reading == "end" else q
         return P.w3 * left + P.w4 * energy
 
     def act(self, obs: Observation) -> np.ndarray:
@@ -84,3 +93,47 @@ class MyopicServer(ServerPolicy):
             clear = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau  # as MinEnergy: whole cycles
             f = np.minimum(np.minimum(best, P.f_ser_max), np.where(obs.q_ser > 0, clear, 0.0))
         return np.repeat(f[:, None], P.n_slots, axis=1)
+
+
+class DriftPlusPenaltyWD(MyopicWD):
+    """Lyapunov drift-plus-penalty at every WD (Neely; as in LyDROO): per block,
+
+        min_p  V w4 E_k(p) - (q_k / W) (L_k(p) + O_k(p)) / W,
+
+    V times the WD's own cost term of this block (its queue term is fixed) plus the part of the
+    drift of L = q_k^2 / (2 W^2) that the action moves (queues in tasks). The same grid search as
+    :class:`MyopicWD`; ``V`` > 0 trades energy (large V) against queue (small V)."""
+
+    def __init__(self, V: float, grid: int = 129):
+        if not V > 0:
+            raise ValueError(f"V: must be > 0, got {V!r}")
+        super().__init__("end", grid)
+        self.V = float(V)
+
+    def objective(self, q: np.ndarray, served: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        P = self.ctx.params
+        W = P.task_cycles
+        return self.V * P.w4 * energy - (q / W) * (served / W)
+
+
+class DriftPlusPenaltyServer(ServerPolicy):
+    """Lyapunov drift-plus-penalty at the server: per block,
+
+        min_f  V w2 sum_i tau xi f_i^3 - (q^ser / W) (sum_i f_i tau) / W,
+
+    which separates by slot: f* = sqrt(q^ser / (3 V w2 xi^ser W^2)), run in every slot, capped at
+    f_ser_max and at the rate that clears q^ser (serving beyond the queue lowers no drift)."""
+
+    def __init__(self, V: float):
+        if not V > 0:
+            raise ValueError(f"V: must be > 0, got {V!r}")
+        self.V = float(V)
+
+    def act(self, obs: Observation) -> np.ndarray:
+        P = self.ctx.params
+        W = P.task_cycles
+        with np.errstate(divide="ignore"):
+            best = np.sqrt(obs.q_ser / (3.0 * self.V * P.w2 * P.xi_ser * W * W)) if P.w2 > 0 else np.inf
+        clear = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau
+        f = np.minimum(np.minimum(best, P.f_ser_max), np.where(obs.q_ser > 0, clear, 0.0))
+        return np.repeat(np.broadcast_to(f, obs.q_ser.shape)[:, None], P.n_slots, axis=1)
