@@ -175,12 +175,14 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
         "config_hash": stable_hash({"params": P.to_dict(), **run}),
         "params_json": json.dumps(P.to_dict(), sort_keys=True),
     }
-    from .schemes import module_digest, module_of
+    from .schemes import get_scheme, module_digest, module_of
 
     spec = module_of(scheme)
     if spec is not None:  # a scheme of a scheme module: which code made the run
         attrs["scheme_module"] = spec
         attrs["scheme_module_sha256"] = module_digest(spec)
+        if get_scheme(scheme).version:
+            attrs["scheme_version"] = get_scheme(scheme).version
     for k, v in P.to_dict().items():
         attrs[f"param_{k}"] = int(v) if isinstance(v, bool) else v
     for k, f in FIELD_BY_NAME.items():

@@ -56,7 +56,7 @@ def _tidy_attrs(ds) -> None:
     for name in AXES:
         ds.attrs.pop(f"param_{name}", None)
         ds.attrs.pop(f"param_{name}_units", None)
-    for name in ("scheme", "config_hash", "params_json", "scheme_module", "scheme_module_sha256"):
+    for name in ("scheme", "config_hash", "params_json", "scheme_module", "scheme_module_sha256", "scheme_version"):
         ds.attrs.pop(name, None)
 
 

@@ -63,6 +63,7 @@ class Scheme:
     label: str
     style: Mapping[str, Any]
     source: str  # the module that registered it
+    version: str = ""  # anything else its runs depend on (e.g. a trained agent's weights hash)
 
     @property
     def in_paper(self) -> bool:
@@ -105,6 +106,8 @@ def register(
     kind: str = "reference",
     label: str | None = None,
     style: Mapping[str, Any] | None = None,
+    version: str = "",
+    source: str | None = None,
 ) -> Scheme:
     """Add a scheme to the registry and return it.
 
@@ -123,13 +126,21 @@ def register(
         raise ParamError(f"scheme {name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not (callable(wd) and callable(server)):
         raise ParamError(f"scheme {name}: wd and server must be callables that build a policy")
-    source = _caller_module()
+    source = source or _caller_module()
     old = SCHEMES.get(name)
     if old is not None and old.source != source:
         raise ParamError(f"scheme {name}: already registered by {old.source}")
     full_style = {**default_style(name, kind), **dict(style or {})}
     scheme = Scheme(
-        name, " ".join(description.split()), wd, server, kind, label or name, MappingProxyType(full_style), source
+        name,
+        " ".join(description.split()),
+        wd,
+        server,
+        kind,
+        label or name,
+        MappingProxyType(full_style),
+        source,
+        str(version),
     )
     SCHEMES[name] = scheme
     return scheme

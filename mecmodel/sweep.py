@@ -322,7 +322,8 @@ class Sweep:
         for name in schemes.SCHEMES:
             spec = schemes.module_of(name)
             if spec is not None:
-                self.plugin[name] = (spec, schemes.module_digest(spec))
+                version = schemes.SCHEMES[name].version
+                self.plugin[name] = (spec, schemes.module_digest(spec) + (f"+{version}" if version else ""))
         self.experiments: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
         for name, exp in config["experiments"].items():
