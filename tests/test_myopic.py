@@ -10,7 +10,7 @@ from mecmodel import channel, queues
 from mecmodel.env import Action, MECEnv, Observation
 from mecmodel.params import make_params
 from mecmodel.policies import PolicyContext
-from mecmodel.policies.myopic import MyopicServer, MyopicWD
+from mecmodel.policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
 
 
 def _ctx(P, S):
@@ -40,7 +40,7 @@ def test_wd_choice_is_the_grid_minimum(reading, rule):
     P = make_params("default", {"K": 4, "local_service": rule, "w3": 1e-7})
     rng = np.random.default_rng(1)
     q = rng.integers(0, 5, (3, 4)) * P.task_cycles + rng.integers(0, 10**8, (3, 4))
-    h = 10 ** rng.uniform(9, 13, (3, 4))
+    h = 10 ** rng.uniform(1, 6, (3, 4))  # the default drop's gains over noise: about 1 to 1e8 W^-1
     pol = MyopicWD(reading, grid=33)
     pol.reset(_ctx(P, 3), _obs(P, q, h, np.zeros(3)))
     p = pol.act(_obs(P, q, h, np.zeros(3)))
@@ -51,6 +51,22 @@ def test_wd_choice_is_the_grid_minimum(reading, rule):
             chosen = _one_cost(P, q[s, k], h[s, k], p[s, k], reading)
             assert chosen == pytest.approx(min(costs), rel=1e-12, abs=1e-15)
             assert p[s, k] == pol.powers[int(np.argmin(costs))]
+
+
+def test_wd_start_reading_minimises_energy_alone():
+    P = make_params("default", {"K": 5})
+    rng = np.random.default_rng(3)
+    q = rng.integers(1, 4, (2, 5)) * P.task_cycles
+    h = 10 ** rng.uniform(1, 6, (2, 5))
+    pol = MyopicWD("start", grid=33)
+    obs = _obs(P, q, h, np.zeros(2))
+    pol.reset(_ctx(P, 2), obs)
+    p = pol.act(obs)
+    for s in range(2):
+        for k in range(5):
+            energy = [(_one_cost(P, q[s, k], h[s, k], g, "start") - P.w3 * q[s, k]) / P.w4 for g in pol.powers]
+            mine = (_one_cost(P, q[s, k], h[s, k], p[s, k], "start") - P.w3 * q[s, k]) / P.w4
+            assert mine == pytest.approx(min(energy), rel=1e-9, abs=1e-15)
 
 
 def test_wd_start_reading_is_energy_alone_and_end_offloads_more():
@@ -84,6 +100,7 @@ def test_server_rate_is_the_one_block_optimum():
         assert mine <= cost.min() + 1e-9 * max(1.0, abs(cost.min())) + 1e-6
     assert f[0, 0] == 0  # nothing to serve
     assert f[-1, 0] == pytest.approx(np.sqrt(P.w1 / (3 * P.w2 * P.xi_ser)))  # a long queue: f*
+    assert (f <= P.f_ser_max).all()
 
 
 def test_server_start_reading_idles_and_bad_reading_is_refused():
@@ -126,12 +143,10 @@ def _dpp_cost(P, q, h, p, V):
 
 @pytest.mark.parametrize("V", [0.1, 3.0, 100.0])
 def test_dpp_wd_choice_is_the_grid_minimum(V):
-    from mecmodel.policies.myopic import DriftPlusPenaltyWD
-
     P = make_params("default", {"K": 4})
     rng = np.random.default_rng(2)
     q = rng.integers(0, 6, (2, 4)) * P.task_cycles + rng.integers(0, 10**8, (2, 4))
-    h = 10 ** rng.uniform(9, 13, (2, 4))
+    h = 10 ** rng.uniform(1, 6, (2, 4))
     pol = DriftPlusPenaltyWD(V, grid=33)
     obs = _obs(P, q, h, np.zeros(2))
     pol.reset(_ctx(P, 2), obs)
@@ -140,11 +155,10 @@ def test_dpp_wd_choice_is_the_grid_minimum(V):
         for k in range(4):
             costs = [_dpp_cost(P, q[s, k], h[s, k], g, V) for g in pol.powers]
             assert p[s, k] == pol.powers[int(np.argmin(costs))]
+    assert len({float(x) for x in p.ravel()}) > 2, "interior choices, not only on or off"
 
 
 def test_dpp_server_rate_is_the_per_block_optimum_and_falls_with_V():
-    from mecmodel.policies.myopic import DriftPlusPenaltyServer
-
     P = make_params("default", {"K": 2})
     W = P.task_cycles
     q_ser = np.array([0.0, 3 * W, 40 * W, 1000 * W])  # at 1000 tasks f* < f_ser_max for V = 100
@@ -167,5 +181,43 @@ def test_dpp_server_rate_is_the_per_block_optimum_and_falls_with_V():
     assert (rates[0.1][1:] >= rates[1.0][1:]).all() and (rates[1.0][1:] >= rates[100.0][1:]).all()
     f_star = np.sqrt(1000 / (3 * 100.0 * P.w2 * P.xi_ser * W))  # f* for q = 1000 W and V = 100
     assert f_star < P.f_ser_max and rates[100.0][3] == pytest.approx(f_star)
-    with pytest.raises(ValueError, match="V: must be > 0"):
-        DriftPlusPenaltyServer(0.0)
+    for bad in (0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="V: must be a finite number > 0"):
+            DriftPlusPenaltyServer(bad)
+        with pytest.raises(ValueError, match="V: must be a finite number > 0"):
+            DriftPlusPenaltyWD(bad)
+    tiny = DriftPlusPenaltyServer(1e-300)  # no underflow to 0/0
+    tiny.reset(_ctx(P, 4), obs)
+    assert np.isfinite(tiny.act(obs)).all()
+
+
+@pytest.mark.parametrize("rule", ["myopic", "dpp"])
+def test_server_rates_respect_f_ser_max_below_f_star(rule):
+    """With f_ser_max below the unconstrained optimum, the rate is f_ser_max, never above."""
+    P = make_params("default", {"K": 2, "f_ser_max": 1e9})  # f* is 1.8e10 (myopic) at the defaults
+    W = P.task_cycles
+    obs = _obs(P, np.zeros((2, 2)), np.ones((2, 2)), [100 * W, 1000 * W])
+    pol = MyopicServer() if rule == "myopic" else DriftPlusPenaltyServer(0.01)
+    pol.reset(_ctx(P, 2), obs)
+    f = pol.act(obs)
+    assert (f == P.f_ser_max).all()
+
+
+@pytest.mark.parametrize("rule", ["end", "start", "dpp"])
+def test_objective_is_the_documented_formula_at_every_power(rule):
+    """The vectorised objective equals the scalar formula at every candidate, chosen or not (so a
+    wrong weight cannot hide behind a choice that happens not to move)."""
+    P = make_params("default", {"K": 3, "w3": 3e-8})
+    rng = np.random.default_rng(4)
+    q = rng.integers(0, 5, (2, 3)) * P.task_cycles + rng.integers(0, 10**8, (2, 3))
+    h = 10 ** rng.uniform(0, 7, (2, 3))
+    pol = DriftPlusPenaltyWD(2.5, grid=17) if rule == "dpp" else MyopicWD(rule, grid=17)
+    pol.reset(_ctx(P, 2), _obs(P, q, h, np.zeros(2)))
+    got = pol.block_cost(q[..., None], h[..., None], pol.powers)
+    for s in range(2):
+        for k in range(3):
+            for j, g in enumerate(pol.powers):
+                want = (
+                    _dpp_cost(P, q[s, k], h[s, k], g, 2.5) if rule == "dpp" else _one_cost(P, q[s, k], h[s, k], g, rule)
+                )
+                assert got[s, k, j] == pytest.approx(want, rel=1e-12, abs=1e-14)

@@ -10,7 +10,8 @@ the post-decision state, which is what a one-step greedy rule trades energy agai
 
 * WD k:  min over p of  w3 (q_k - L_k(p) - O_k(p)) + w4 (E^wd_k(L_k) + E^off_k(O_k)),
   with the partition L, O of (3)-(4) and note B, evaluated for a grid of powers in [0, p_max]
-  (vectorised over seed, WD and grid point); arrivals are the same for every p and left out.
+  (logarithmic in p; vectorised over seed, WD and grid point); arrivals are the same for every p
+  and left out. The WD does not see the server's backlog, so it never weighs it.
 * server: min over f of  w1 (q^ser - sum_i f_i tau) + w2 sum_i tau xi f_i^3.  For a given total
   equal rates are cheapest (convexity), and per slot d/df (-w1 f tau + w2 tau xi f^3) = 0 gives
   f* = sqrt(w1 / (3 w2 xi^ser)); the rule runs every slot at min(f*, f_ser_max, the rate that
@@ -40,8 +41,11 @@ def _check(reading: str) -> str:
 
 
 class MyopicWD(WDPolicy):
-    """Every WD picks, from ``grid`` powers evenly spaced in [0, p_max], the one that minimises its
-    own cost of this block (see the module docstring for the two readings)."""
+    """Every WD picks, from ``grid`` candidate powers, the one that minimises its own cost of this
+    block (see the module docstring for the two readings). The candidates are 0 and powers spaced
+    logarithmically from 1e-9 p_max to p_max: the capacity (3) grows with log(1 + h p / Gamma), and
+    channel gains h over noise span about 1 to 1e8 W^-1, so an evenly spaced grid would jump from
+    nothing to a whole back end on good channels."""
 
     def __init__(self, reading: str = "end", grid: int = 129):
         self.reading = _check(reading)
@@ -50,7 +54,7 @@ class MyopicWD(WDPolicy):
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = ctx.params
-        self.powers = np.linspace(0.0, P.p_max, self.grid)
+        self.powers = np.concatenate([[0.0], P.p_max * np.logspace(-9.0, 0.0, self.grid - 1)])
         self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
 
     def block_cost(self, q: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -58,7 +62,7 @@ class MyopicWD(WDPolicy):
         P = self.ctx.params
         cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
         svc = queues.wd_service(q, cap, P.task_cycles, self.local_max, P.local_service, self.whole_task)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             p_tx = np.where(
                 svc.offload > 0,
                 channel.power_for_bits(h, P.zeta * svc.offload, P.bandwidth, P.snr_gap, P.tau),
@@ -105,8 +109,8 @@ class DriftPlusPenaltyWD(MyopicWD):
     :class:`MyopicWD`; ``V`` > 0 trades energy (large V) against queue (small V)."""
 
     def __init__(self, V: float, grid: int = 129):
-        if not V > 0:
-            raise ValueError(f"V: must be > 0, got {V!r}")
+        if not (V > 0 and np.isfinite(V)):
+            raise ValueError(f"V: must be a finite number > 0, got {V!r}")
         super().__init__("end", grid)
         self.V = float(V)
 
@@ -125,15 +129,15 @@ class DriftPlusPenaltyServer(ServerPolicy):
     f_ser_max and at the rate that clears q^ser (serving beyond the queue lowers no drift)."""
 
     def __init__(self, V: float):
-        if not V > 0:
-            raise ValueError(f"V: must be > 0, got {V!r}")
+        if not (V > 0 and np.isfinite(V)):
+            raise ValueError(f"V: must be a finite number > 0, got {V!r}")
         self.V = float(V)
 
     def act(self, obs: Observation) -> np.ndarray:
         P = self.ctx.params
         W = P.task_cycles
-        with np.errstate(divide="ignore"):
-            best = np.sqrt(obs.q_ser / (3.0 * self.V * P.w2 * P.xi_ser * W * W)) if P.w2 > 0 else np.inf
+        # sqrt(q / (3 w2 xi)) / (W sqrt V): no product V w2 xi W^2 that could underflow to 0
+        best = np.sqrt(obs.q_ser / (3.0 * P.w2 * P.xi_ser)) / (W * np.sqrt(self.V)) if P.w2 > 0 else np.inf
         clear = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau
         f = np.minimum(np.minimum(best, P.f_ser_max), np.where(obs.q_ser > 0, clear, 0.0))
         return np.repeat(np.broadcast_to(f, obs.q_ser.shape)[:, None], P.n_slots, axis=1)

@@ -75,8 +75,10 @@ class MinEnergy(ServerPolicy):
 
     The same rate in every slot, just enough to clear the queue q^ser within the block when
     f_ser_max can, else f_ser_max. For a given amount of work the convex energy sum_i tau xi f_i^3
-    is least with equal rates. The rate is rounded up so that each slot serves at least
-    ceil(q / n) + 1 cycles: queues stay whole cycles, and the last slot serves the remainder.
+    is least with equal rates. The rate is rounded up to ceil(q / n) + 1 cycles per slot, so that
+    a queue the block can clear ends at exactly 0 (float rounding never leaves a sliver): the
+    slots serve that much until the queue is empty, which costs O(n / q) more energy than an exact
+    equal split. Capped at f_ser_max, a slot serves f_ser_max tau cycles, as under FullSpeed.
     """
 
     def act(self, obs: Observation) -> np.ndarray:
