@@ -28,6 +28,7 @@ from pettingzoo import ParallelEnv
 
 from .env import Action, MECEnv, StepInfo
 from .params import Params, make_params
+from .policies.agent import centralised_observation
 
 SEED_MAX = 2**63
 
@@ -59,9 +60,7 @@ class _Centralised:
         )
 
     def _flat(self, obs) -> np.ndarray:
-        """[q (K), h (K), beta (K n), q_ser] per seed, float64."""
-        S = obs.q.shape[0]
-        return np.concatenate([obs.q, obs.h, obs.beta.reshape(S, -1), obs.q_ser[:, None]], axis=1)
+        return centralised_observation(obs)
 
     def _action(self, a: np.ndarray) -> Action:
         K = self.P.K

@@ -23,15 +23,20 @@ def _obs(P, q, h, q_ser):
     return Observation(0, q, h, np.zeros((*q.shape, P.n_slots)), np.asarray(q_ser, float))
 
 
-def _one_cost(P, q, h, p, reading):
-    """One WD, one power, written out scalar by scalar."""
+def _served_and_energy(P, q, h, p):
+    """One WD at one power, scalar by scalar: (cycles served locally and offloaded, energy (2) + (5))."""
     cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
     local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
     svc = queues.wd_service(np.array([q]), np.array([cap]), P.task_cycles, local_max, P.local_service)
     loc, off = float(svc.local[0]), float(svc.offload[0])
     p_tx = float(channel.power_for_bits(h, P.zeta * off, P.bandwidth, P.snr_gap, P.tau)) if off > 0 else 0.0
-    e = float(queues.local_energy(loc, P.n_slots, P.tau, P.xi_wd)) + P.tau * p_tx
-    return P.w3 * ((q - loc - off) if reading == "end" else q) + P.w4 * e
+    return loc + off, float(queues.local_energy(loc, P.n_slots, P.tau, P.xi_wd)) + P.tau * p_tx
+
+
+def _one_cost(P, q, h, p, reading):
+    """The myopic objective of one WD at one power."""
+    served, e = _served_and_energy(P, q, h, p)
+    return P.w3 * ((q - served) if reading == "end" else q) + P.w4 * e
 
 
 @pytest.mark.parametrize("reading", ["end", "start"])
@@ -130,15 +135,10 @@ def test_myopic_pair_runs_and_conserves_work():
 
 
 def _dpp_cost(P, q, h, p, V):
-    """The DPP objective of one WD at one power, scalar by scalar."""
-    cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
-    local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
-    svc = queues.wd_service(np.array([q]), np.array([cap]), P.task_cycles, local_max, P.local_service)
-    loc, off = float(svc.local[0]), float(svc.offload[0])
-    p_tx = float(channel.power_for_bits(h, P.zeta * off, P.bandwidth, P.snr_gap, P.tau)) if off > 0 else 0.0
-    e = float(queues.local_energy(loc, P.n_slots, P.tau, P.xi_wd)) + P.tau * p_tx
+    """The DPP objective of one WD at one power."""
+    served, e = _served_and_energy(P, q, h, p)
     W = P.task_cycles
-    return V * P.w4 * e - (q / W) * ((loc + off) / W)
+    return V * P.w4 * e - (q / W) * (served / W)
 
 
 @pytest.mark.parametrize("V", [0.1, 3.0, 100.0])

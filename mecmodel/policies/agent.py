@@ -86,30 +86,25 @@ class _Joint:
         return self.action
 
 
-class AgentWD(WDPolicy):
+class _AgentHalf:
+    """The WD or the server half of an agent scheme: its slice of the joint action."""
+
     information = "centralised"
 
     def __init__(self, joint: Callable[[PolicyContext], _Joint]):
         self._make = joint
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
-        super().reset(ctx, obs)
+        self.ctx = ctx
         self.joint = self._make(ctx)
 
+
+class AgentWD(_AgentHalf, WDPolicy):
     def act(self, obs: Observation) -> np.ndarray:
         return self.joint(obs)[:, : self.ctx.K]
 
 
-class AgentServer(ServerPolicy):
-    information = "centralised"
-
-    def __init__(self, joint: Callable[[PolicyContext], _Joint]):
-        self._make = joint
-
-    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
-        super().reset(ctx, obs)
-        self.joint = self._make(ctx)
-
+class AgentServer(_AgentHalf, ServerPolicy):
     def act(self, obs: Observation) -> np.ndarray:
         return self.joint(obs)[:, self.ctx.K :]
 
