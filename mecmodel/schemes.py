@@ -181,6 +181,22 @@ def order(names: Iterable[str]) -> list[str]:
     return [s for s in SCHEMES if s in present] + sorted(s for s in present if s not in SCHEMES)
 
 
+def import_file(path: Path, prefix: str):
+    """Import a ``.py`` file once per process, as module ``<prefix><hash of its absolute path>``."""
+    path = Path(path).resolve()
+    modname = prefix + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    if modname not in sys.modules:
+        mspec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[modname] = module
+        try:
+            mspec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[modname]
+            raise
+    return sys.modules[modname]
+
+
 def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
     """Import scheme modules: a path to a ``.py`` file (relative to the working directory) or a
     dotted module name on ``sys.path``. Importing a module registers its schemes."""
@@ -190,18 +206,7 @@ def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
                 path = Path(spec).resolve()
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file {str(path)!r}")
-                modname = "mecmodel_scheme_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-                MODULES[spec] = modname
-                if modname in sys.modules:
-                    continue
-                mspec = importlib.util.spec_from_file_location(modname, path)
-                module = importlib.util.module_from_spec(mspec)
-                sys.modules[modname] = module
-                try:
-                    mspec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[modname]
-                    raise
+                MODULES[spec] = import_file(path, "mecmodel_scheme_").__name__
             else:
                 # As `python -m` does: a module in the working directory is importable.
                 if os.getcwd() not in sys.path and "" not in sys.path:

@@ -48,16 +48,12 @@ def _resolve(load: str | Callable) -> Callable:
     if not where or not func:
         raise ParamError(f"load: expected 'file.py:function' or 'module:function', got {load!r}")
     if where.endswith(".py"):
+        from ..schemes import import_file
+
         path = Path(where).resolve()
-        name = "mecmodel_agent_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or not path.is_file():
-                raise ParamError(f"load: no such file {str(path)!r}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        module = sys.modules[name]
+        if not path.is_file():
+            raise ParamError(f"load: no such file {str(path)!r}")
+        module = import_file(path, "mecmodel_agent_")
     else:
         module = importlib.import_module(where)
     try:

@@ -30,6 +30,7 @@ import numpy as np
 from .. import channel, queues
 from ..env import Observation
 from .base import PolicyContext, ServerPolicy, WDPolicy
+from .rules import equal_rates
 
 READINGS = ("end", "start")
 
@@ -91,12 +92,10 @@ class MyopicServer(ServerPolicy):
     def act(self, obs: Observation) -> np.ndarray:
         P = self.ctx.params
         if self.reading == "start" or P.w1 == 0:
-            f = np.zeros_like(obs.q_ser)  # nothing this block's own cost gains from serving
+            best = 0.0  # nothing this block's own cost gains from serving
         else:
             best = np.inf if P.w2 == 0 else np.sqrt(P.w1 / (3.0 * P.w2 * P.xi_ser))
-            clear = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau  # as MinEnergy: whole cycles
-            f = np.minimum(np.minimum(best, P.f_ser_max), np.where(obs.q_ser > 0, clear, 0.0))
-        return np.repeat(f[:, None], P.n_slots, axis=1)
+        return equal_rates(obs.q_ser, best, P)
 
 
 class DriftPlusPenaltyWD(MyopicWD):
@@ -138,6 +137,4 @@ class DriftPlusPenaltyServer(ServerPolicy):
         W = P.task_cycles
         # sqrt(q / (3 w2 xi)) / (W sqrt V): no product V w2 xi W^2 that could underflow to 0
         best = np.sqrt(obs.q_ser / (3.0 * P.w2 * P.xi_ser)) / (W * np.sqrt(self.V)) if P.w2 > 0 else np.inf
-        clear = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau
-        f = np.minimum(np.minimum(best, P.f_ser_max), np.where(obs.q_ser > 0, clear, 0.0))
-        return np.repeat(np.broadcast_to(f, obs.q_ser.shape)[:, None], P.n_slots, axis=1)
+        return equal_rates(obs.q_ser, best, P)

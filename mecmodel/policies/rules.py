@@ -61,6 +61,17 @@ class FixedPower(WDPolicy):
         return np.full((self.ctx.S, self.ctx.K), self.fraction * self.ctx.params.p_max)
 
 
+def equal_rates(q_ser: np.ndarray, best: np.ndarray | float, P) -> np.ndarray:
+    """(S, n): the same rate in every slot, min(best, f_ser_max, the rate that clears q^ser).
+
+    The clearing rate is rounded up to ceil(q / n) + 1 cycles per slot, so that a queue the block
+    can clear ends at exactly 0 (float rounding never leaves a sliver); an empty queue idles.
+    """
+    clear = np.where(q_ser > 0, (np.ceil(q_ser / P.n_slots) + 1.0) / P.tau, 0.0)
+    f = np.minimum(np.minimum(best, P.f_ser_max), clear)
+    return np.repeat(np.broadcast_to(f, q_ser.shape)[:, None], P.n_slots, axis=1)
+
+
 class FullSpeed(ServerPolicy):
     """Fixed server rule 'full': every slot at f_ser_max (the server never runs faster than its
     queue needs, so an emptied queue idles the remaining slots at no energy)."""
@@ -82,7 +93,4 @@ class MinEnergy(ServerPolicy):
     """
 
     def act(self, obs: Observation) -> np.ndarray:
-        P = self.ctx.params
-        per_slot = (np.ceil(obs.q_ser / P.n_slots) + 1.0) / P.tau  # cycles/s that clear q in n slots
-        f = np.minimum(np.where(obs.q_ser > 0, per_slot, 0.0), P.f_ser_max)
-        return np.repeat(f[:, None], P.n_slots, axis=1)
+        return equal_rates(obs.q_ser, np.inf, self.ctx.params)
