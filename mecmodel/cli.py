@@ -157,11 +157,12 @@ def cmd_plot(a: argparse.Namespace) -> int:
 def cmd_schemes(a: argparse.Namespace) -> int:
     from .schemes import SCHEMES
 
-    print(f"{'name':12s} {'kind':10s} {'information':15s} description")
+    width = max(12, *(len(name) for name in SCHEMES))
+    print(f"{'name':{width}s} {'kind':10s} {'information':15s} description")
     for s in SCHEMES.values():
         info = {s.wd().information, s.server().information}
         info_text = "centralised" if "centralised" in info else "decentralised"
-        print(f"{s.name:12s} {s.kind:10s} {info_text:15s} {s.description}")
+        print(f"{s.name:{width}s} {s.kind:10s} {info_text:15s} {s.description}")
     return 0
 
 

@@ -38,8 +38,9 @@ from typing import Any
 
 from .params import ParamError
 from .policies.base import ServerPolicy, WDPolicy
+from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
 from .policies.qlearning import Algorithm1, Algorithm2
-from .policies.rules import EvenShare, FixedPower, RandomShare
+from .policies.rules import EvenShare, FixedPower, MinEnergy, RandomShare
 
 KINDS = ("paper", "reference")
 #: What a config may write instead of a list of scheme names.
@@ -282,4 +283,36 @@ register(
     server=Algorithm2,
     description="reference: p = p_max, offload all the channel carries; Algorithm 2",
     style={"color": "0.3", "linestyle": (0, (2, 1.5)), "marker": "P", "linewidth": 1.2, "zorder": 3},
+)
+# References with a fixed or one-block server rule (issue 10): they bound the comparison from
+# the side of a server that does not learn. docs/model.md, note I.
+register(
+    "even_min_energy",
+    wd=EvenShare,
+    server=MinEnergy,
+    description="reference: even's WDs; the server clears its queue at the least energy (min_energy)",
+    style={"color": "#029e73", "linestyle": (0, (1, 1)), "marker": "^", "linewidth": 1.2, "zorder": 3},
+)
+register(
+    "offload_min_energy",
+    wd=lambda: FixedPower(1.0),
+    server=MinEnergy,
+    description="reference: p = p_max; the server clears its queue at the least energy (min_energy)",
+    style={"color": "0.3", "linestyle": (0, (1, 1)), "marker": "P", "linewidth": 1.2, "zorder": 3},
+)
+register(
+    "myopic",
+    wd=MyopicWD,
+    server=MyopicServer,
+    description="reference: every agent minimises its own cost (8) of this block, post-decision queues",
+    style={"color": "0.45", "linestyle": (0, (4, 1, 1, 1, 1, 1)), "marker": "<", "linewidth": 1.2, "zorder": 3},
+)
+#: V of the registered drift-plus-penalty scheme, chosen from the V sweep (docs/model.md, note I).
+DPP_V = 1.0
+register(
+    "dpp",
+    wd=lambda: DriftPlusPenaltyWD(DPP_V),
+    server=lambda: DriftPlusPenaltyServer(DPP_V),
+    description=f"reference: Lyapunov drift-plus-penalty at every agent, V = {DPP_V:g}",
+    style={"color": "0.15", "linestyle": (0, (6, 2)), "marker": ">", "linewidth": 1.2, "zorder": 3},
 )

@@ -137,7 +137,14 @@ def test_step_before_reset_is_refused():
 
 def test_registry_selectors():
     assert schemes.select("paper") == ["proposed", "binary", "even", "random"]
-    assert schemes.select("references") == ["local", "offload"]
+    assert schemes.select("references") == [
+        "local",
+        "offload",
+        "even_min_energy",
+        "offload_min_energy",
+        "myopic",
+        "dpp",
+    ]
     assert schemes.select("all") == list(schemes.SCHEMES)
     with pytest.raises(ParamError, match=r"scheme\[1\]: unknown scheme 'nope'"):
         schemes.select(["even", "nope"])

@@ -200,7 +200,8 @@ def _record_exogenous(scheme: str, seeds: list[int], K: int, blocks: int) -> dic
     orig_bits, orig_next = channel.bits_per_slot, queues.wd_queue_next
 
     def bits(h, p, *a):
-        h_seen.append(np.array(h))
+        if np.ndim(h) == 2:  # the environment's call; a one-block rule also evaluates candidate powers
+            h_seen.append(np.array(h))
         return orig_bits(h, p, *a)
 
     def nxt(q, service, arrivals, W):

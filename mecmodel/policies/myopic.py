@@ -94,7 +94,8 @@ class MyopicServer(ServerPolicy):
         if self.reading == "start" or P.w1 == 0:
             best = 0.0  # nothing this block's own cost gains from serving
         else:
-            best = np.inf if P.w2 == 0 else np.sqrt(P.w1 / (3.0 * P.w2 * P.xi_ser))
+            with np.errstate(divide="ignore", over="ignore"):  # w2 xi may underflow to 0: f* = inf
+                best = np.sqrt(np.float64(P.w1) / (3.0 * P.w2 * P.xi_ser))
         return equal_rates(obs.q_ser, best, P)
 
 
