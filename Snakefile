@@ -2,11 +2,13 @@
 
     snakemake                                  # the paper's figures (config/config.yaml)
     snakemake --configfile config/smoke.yaml   # the same pipeline in seconds
+    snakemake --configfile config/stable.yaml  # a scenario: config.yaml with the stable preset
     snakemake --configfile config/paper.yaml   # a scenario: config.yaml with the paper preset
     snakemake --report results/report.html     # browsable figures with captions
 
-A config file given with --configfile replaces config/config.yaml; a file may extend another
-(`extends:`, see config/README.md). The logic lives in mecmodel.sweep; the rules call it.
+`./run reproduce` runs config.yaml, then stable.yaml. A config file given with --configfile
+replaces config/config.yaml; a file may extend another (`extends:`, see config/README.md). The
+logic lives in mecmodel.sweep; the rules call it.
 """
 
 import os

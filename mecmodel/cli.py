@@ -17,6 +17,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"mecmodel {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    from .params import PRESETS
+
+    presets = ", ".join(PRESETS)
     # Schemes from outside the package (docs/schemes.md): importing the module registers them.
     mods = argparse.ArgumentParser(add_help=False)
     mods.add_argument(
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--scheme", default="proposed", help="scheme name (see 'mecmodel schemes')")
     s.add_argument("--seeds", type=str, default="10", help="number of seeds (0..n-1), or a comma list of seed values")
     s.add_argument("--blocks", type=str, default="2000", help="number of decision blocks")
-    s.add_argument("--preset", default="default", help="parameter preset: default or paper")
+    s.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
     s.add_argument("--config", default=None, help="YAML file of parameter overrides")
     s.add_argument(
         "--set",
@@ -63,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schemes", parents=[mods], help="list the registered schemes")
     pp = sub.add_parser("params", help="list every model parameter with its default, unit and range")
-    pp.add_argument("--preset", default="default")
+    pp.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
     pp.add_argument("--markdown", action="store_true", help="print a Markdown table (used in docs/model.md)")
     return p
 
@@ -167,7 +170,7 @@ def cmd_schemes(a: argparse.Namespace) -> int:
 
 
 def cmd_params(a: argparse.Namespace) -> int:
-    from .params import FIELDS, make_params
+    from .params import FIELDS, PRESET_BY_NAME, PRESETS, make_params
 
     P = make_params(a.preset)
 
@@ -175,16 +178,17 @@ def cmd_params(a: argparse.Namespace) -> int:
         return f"{v:g}" if isinstance(v, float) else str(v)
 
     if a.markdown:
-        print("| name | default | paper preset | unit | allowed | meaning | source |")
-        print("|---|---|---|---|---|---|---|")
-        paper = make_params("paper")
+        # One column per other preset, "same" where it keeps the value of --preset.
+        others = [make_params(name) for name in PRESETS if name != a.preset]
+        heads = [a.preset, *(f"{o.preset} preset" for o in others)]
+        print(f"| name | {' | '.join(heads)} | unit | allowed | meaning | source |")
+        print("|---" * (len(others) + 6) + "|")
         for f in FIELDS:
-            pv = paper.values[f.name]
-            ps = show(pv) if pv != P.values[f.name] else "same"
-            print(
-                f"| `{f.name}` | {show(P.values[f.name])} | {ps} | {f.unit} | {f.range_text()} | {f.doc} | {f.source} |"
-            )
+            mine = P.values[f.name]
+            cols = " | ".join(show(o.values[f.name]) if o.values[f.name] != mine else "same" for o in others)
+            print(f"| `{f.name}` | {show(mine)} | {cols} | {f.unit} | {f.range_text()} | {f.doc} | {f.source} |")
         return 0
+    print(f"preset {a.preset}: {PRESET_BY_NAME[a.preset].doc} (presets: {', '.join(PRESETS)})")
     print(f"{'name':22s} {'value':>12s}  {'unit':14s} {'allowed':34s} description")
     for f in FIELDS:
         print(f"{f.name:22s} {show(P.values[f.name]):>12s}  {f.unit:14s} {f.range_text():34s} {f.doc}")

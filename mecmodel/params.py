@@ -1,9 +1,11 @@
-"""Model parameters: one table of every field, two presets, validation and hashing.
+"""Model parameters: one table of every field, the presets, validation and hashing.
 
 Every field carries its unit, its allowed range and where its value comes from
 (section VI of the paper, or a documented choice in ``docs/model.md``). A wrong
 value is rejected with :class:`ParamError`, whose message names the field and the
-allowed range.
+allowed range. The presets (:data:`PRESET_TABLE`) are named sets of values over the
+defaults; every list of presets (:data:`PRESETS`, error messages, ``mecmodel params``,
+the workflow's config schema) comes from that one table.
 """
 
 from __future__ import annotations
@@ -397,15 +399,58 @@ FIELDS: tuple[Field, ...] = (
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
 
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named set of parameter values over the fields' defaults (docs/model.md, note D)."""
+
+    name: str
+    doc: str
+    changes: Mapping[str, Any]  # field name -> value; every other field keeps its default
+
+
+#: Every preset, in the order they are listed. The ``paper`` values sit on their fields
+#: (``Field.paper``), beside the printed value they come from; other presets list their
+#: changes here. A preset changes values only: no field is added, so the default and paper
+#: hashes stay as they are.
+PRESET_TABLE: tuple[Preset, ...] = (
+    Preset(
+        "default",
+        "the printed values except W = 2e8 cycles and noise -144 dBW, so that the schemes differ by policy",
+        {},
+    ),
+    Preset(
+        "paper",
+        "every value as printed in section VI (W = 1e10: every queue grows for every scheme)",
+        {f.name: f.paper for f in FIELDS if f.paper is not None},
+    ),
+    Preset(
+        "stable",
+        "default with f_wd_max = 2 GHz: a WD computes 5 tasks per block, the most that can arrive, "
+        "so every queue of Figs. 7-9 stays bounded",
+        {"f_wd_max": 2e9},
+    ),
+)
+PRESET_BY_NAME: dict[str, Preset] = {p.name: p for p in PRESET_TABLE}
+PRESETS: tuple[str, ...] = tuple(PRESET_BY_NAME)
+
+
+def _check_presets() -> None:
+    """A misspelt field in a preset would otherwise be ignored without a word."""
+    for p in PRESET_TABLE:
+        unknown = [name for name in p.changes if name not in FIELD_BY_NAME]
+        if unknown:
+            raise ParamError(f"preset {p.name}: {unknown[0]}: unknown parameter")
+
+
+_check_presets()
+
+
 def _preset(name: str) -> dict[str, Any]:
-    if name == "default":
-        return {f.name: f.default for f in FIELDS}
-    if name == "paper":
-        return {f.name: (f.default if f.paper is None else f.paper) for f in FIELDS}
-    raise ParamError(f"preset: must be one of 'default', 'paper', got {name!r}")
-
-
-PRESETS = ("default", "paper")
+    preset = PRESET_BY_NAME.get(name) if isinstance(name, str) else None
+    if preset is None:
+        allowed = ", ".join(repr(p) for p in PRESETS)
+        raise ParamError(f"preset: must be one of {allowed}, got {name!r}")
+    return {f.name: preset.changes.get(f.name, f.default) for f in FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .optimum import MAX_K, OptimalServer, OptimalWD
 from .params import ParamError
+from .policies.actor_critic import CriticDescentServer, CriticDescentWD
 from .policies.base import ServerPolicy, WDPolicy
 from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
 from .policies.qlearning import Algorithm1, Algorithm2
@@ -65,6 +67,11 @@ class Scheme:
     style: Mapping[str, Any]
     source: str  # the module that registered it
     version: str = ""  # anything else its runs depend on (e.g. a trained agent's weights hash)
+    max_K: int | None = None  # largest K it runs at (an exact solver); None: any K
+
+    def check_K(self, K: int, field: str = "scheme") -> None:
+        if self.max_K is not None and K > self.max_K:
+            raise ParamError(f"{field}: scheme {self.name!r} runs for K <= {self.max_K} only, got K = {K}")
 
     @property
     def in_paper(self) -> bool:
@@ -109,6 +116,7 @@ def register(
     style: Mapping[str, Any] | None = None,
     version: str = "",
     source: str | None = None,
+    max_K: int | None = None,
 ) -> Scheme:
     """Add a scheme to the registry and return it.
 
@@ -117,7 +125,8 @@ def register(
     left out of the "paper's schemes" panels); ``label`` is the legend text (default: the name);
     ``style`` holds matplotlib keywords ``color``, ``linestyle``, ``marker``, ``linewidth``,
     ``zorder`` (missing ones get a default). Registering a name again from the same module
-    replaces it; from another module it is an error.
+    replaces it; from another module it is an error. ``max_K`` marks a scheme that only runs
+    for small K (an exact solver): the selectors leave it out and a config names it explicitly.
     """
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in SELECTORS:
         raise ParamError(
@@ -142,6 +151,7 @@ def register(
         MappingProxyType(full_style),
         source,
         str(version),
+        max_K,
     )
     SCHEMES[name] = scheme
     return scheme
@@ -160,13 +170,18 @@ def get_scheme(name: str) -> Scheme:
 
 
 def select(spec: str | Iterable[str], field: str = "scheme") -> list[str]:
-    """Scheme names of a config value: a selector (``all``, ``paper``, ``references``) or a list of names."""
+    """Scheme names of a config value: a selector (``all``, ``paper``, ``references``) or a list of
+    names and selectors (``[all, optimal]``). Selectors leave out small-K schemes (``max_K``)."""
     if isinstance(spec, str):
         if spec not in SELECTORS:
             raise ParamError(f"{field}: must be a list of schemes or one of {', '.join(SELECTORS)}, got {spec!r}")
         want = {"all": KINDS, "paper": ("paper",), "references": ("reference",)}[spec]
-        return [n for n, s in SCHEMES.items() if s.kind in want]
-    names = list(spec)
+        return [n for n, s in SCHEMES.items() if s.kind in want and s.max_K is None]
+    names: list[str] = []
+    for n in spec:
+        for m in select(n, field) if n in SELECTORS else [n]:
+            if m not in names:
+                names.append(m)
     for i, n in enumerate(names):
         if n not in SCHEMES:
             raise ParamError(
@@ -315,4 +330,29 @@ register(
     server=lambda: DriftPlusPenaltyServer(DPP_V),
     description=f"reference: Lyapunov drift-plus-penalty at every agent, V = {DPP_V:g}",
     style={"color": "0.15", "linestyle": (0, (6, 2)), "marker": ">", "linewidth": 1.2, "zorder": 3},
+)
+# Not the paper's: its critics, but each action step descends the learned Q (docs/model.md, note K).
+register(
+    "proposed_q",
+    wd=CriticDescentWD,
+    server=CriticDescentServer,
+    description="reference (not the paper's): Algorithms 1 and 2's critics; each action step descends the learned Q",
+    style={"color": "#d55e00", "linestyle": (0, (3, 1, 1, 1)), "marker": "o", "linewidth": 1.2, "zorder": 3},
+)
+# The exact optimum of the discretised model, for K <= 2 (mecmodel.optimum; docs/model.md, note J).
+register(
+    "optimal",
+    wd=OptimalWD,
+    server=OptimalServer,
+    description="reference: the optimal joint policy of the discretised model (value iteration), K <= 2",
+    style={"color": "black", "linestyle": "-", "marker": "*", "linewidth": 1.5, "zorder": 7},
+    max_K=MAX_K,
+)
+register(
+    "decomposed",
+    wd=lambda: OptimalWD(joint=False),
+    server=OptimalServer,
+    description="reference: Theorem 1's decomposition solved exactly: each WD's sub-MDP (16), the server's best response (14), K <= 2",
+    style={"color": "0.1", "linestyle": (0, (1, 2)), "marker": "*", "linewidth": 1.2, "zorder": 6},
+    max_K=MAX_K,
 )

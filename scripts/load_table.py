@@ -1,14 +1,17 @@
 """Offered load against capacity for each figure's grid (the table in docs/model.md).
 
-python scripts/load_table.py [--preset default|paper]
+python scripts/load_table.py [--preset default|paper|stable]
+
+:func:`load` gives one point's numbers and verdict; tests/test_stable_preset.py imports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
-from mecmodel.params import make_params
+from mecmodel.params import PRESETS, make_params
 
 GRIDS = {
     "Fig. 6 (convergence)": [(4, 0.4)],
@@ -17,9 +20,13 @@ GRIDS = {
     "Fig. 9 (cost vs K)": [(k, 0.4) for k in range(10, 101, 10)],
 }
 
+#: Verdicts under which a queue can stay bounded; every other verdict says "overloaded".
+STABLE = ("stable locally", "needs offloading", "needs offloading (critical locally)")
 
-def row(preset: str, K: int, lam: float) -> str:
-    P = make_params(preset, {"K": K, "arrival_prob": lam})
+
+def load(preset: str, K: int, lam: float, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Offered load and capacities at one point, in tasks of W per block of n tau, and the verdict."""
+    P = make_params(preset, {**(overrides or {}), "K": K, "arrival_prob": lam})
     W, block = P.task_cycles, P.n_slots * P.tau
     arrive = lam * P.n_slots  # tasks per WD per block
     local = P.f_wd_max * block / W  # tasks per WD per block the CPU can compute
@@ -39,15 +46,30 @@ def row(preset: str, K: int, lam: float) -> str:
         verdict = "overloaded for every scheme"
     if need_server > server:
         verdict = "server overloaded"
+    return {
+        "K": K,
+        "lambda": lam,
+        "arrivals": arrive,
+        "local_only": local_only,
+        "best": best,
+        "need_server": need_server,
+        "server": server,
+        "offered": arrive * K * W / block,  # cycles/s
+        "verdict": verdict,
+    }
+
+
+def row(preset: str, K: int, lam: float) -> str:
+    d = load(preset, K, lam)
     return (
-        f"| {K} | {lam:g} | {arrive:.2g} | {local_only:.3g} | {best:.3g} | {need_server:.3g} | {server:.3g} "
-        f"| {arrive * K * W / block:.3g} | {verdict} |"
+        f"| {K} | {lam:g} | {d['arrivals']:.2g} | {d['local_only']:.3g} | {d['best']:.3g} | {d['need_server']:.3g} "
+        f"| {d['server']:.3g} | {d['offered']:.3g} | {d['verdict']} |"
     )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="default")
+    ap.add_argument("--preset", default="default", choices=PRESETS)
     a = ap.parse_args()
     print(
         "| K | lambda | arrivals (tasks/WD/block) | local-only service | best with offloading | "

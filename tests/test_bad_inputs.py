@@ -140,7 +140,9 @@ CONFIG_CASES = [
         with_exp(overrides={"f_ser_max": -5e10}),
         ("config: experiments.e.overrides.f_ser_max: -50000000000.0 is less than or equal to the minimum of 0",),
     ),
-    ConfigCase("unknown preset", tiny(preset="papr"), ("config: preset: 'papr' is not one of ['default', 'paper']",)),
+    ConfigCase(
+        "unknown preset", tiny(preset="papr"), ("config: preset: 'papr' is not one of ['default', 'paper', 'stable']",)
+    ),
     ConfigCase(
         "unknown figure",
         with_exp(figure="fig6"),
@@ -623,7 +625,9 @@ def valid_params(draw) -> dict:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     over=valid_params(),
-    scheme=st.sampled_from(list(SCHEMES)),
+    # every scheme but the exact solvers, which solve a discretised model only for small K and
+    # grid-aligned parameters and say so (tests/test_optimum.py)
+    scheme=st.sampled_from([n for n, s in SCHEMES.items() if s.max_K is None]),
     seeds=st.integers(1, 2),
     blocks=st.integers(1, 6),
 )

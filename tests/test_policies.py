@@ -144,8 +144,13 @@ def test_registry_selectors():
         "offload_min_energy",
         "myopic",
         "dpp",
+        "proposed_q",
     ]
-    assert schemes.select("all") == list(schemes.SCHEMES)
+    # small-K schemes (an exact solver) are named explicitly, never selected
+    small = [n for n, s in schemes.SCHEMES.items() if s.max_K is not None]
+    assert small == ["optimal", "decomposed"]
+    assert schemes.select("all") == [n for n in schemes.SCHEMES if n not in small]
+    assert schemes.select(["all", "optimal", "even"]) == schemes.select("all") + ["optimal"]
     with pytest.raises(ParamError, match=r"scheme\[1\]: unknown scheme 'nope'"):
         schemes.select(["even", "nope"])
     with pytest.raises(ParamError, match="scheme: must be a list of schemes or one of all, paper, references"):

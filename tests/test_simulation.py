@@ -17,8 +17,8 @@ from mecmodel import channel, env, queues, simulation
 from mecmodel.params import FIELDS, make_params
 from mecmodel.sweep import POINT_DIMS
 
-SCHEMES = list(mecmodel.SCHEMES)
-LEARNING_WDS = {"proposed", "binary"}
+SCHEMES = mecmodel.schemes.select("all")  # the exact solvers (K <= 2) have tests of their own: test_optimum.py
+LEARNING_WDS = {"proposed", "binary", "proposed_q"}
 
 SERIES = [
     "cost",

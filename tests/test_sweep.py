@@ -119,10 +119,10 @@ def test_config_files_are_read_strictly(tmp_path, text, match):
 def test_smoke_config_resolves_to_its_documented_grid():
     s = sweep.Sweep(load_config(SMOKE))
     exp = s.experiments["cost_vs_K"]
-    assert exp["scheme"] == list(schemes.SCHEMES) and exp["K"] == [2, 4]
-    assert len(exp["runs"]) == 2 * len(schemes.SCHEMES)
+    assert exp["scheme"] == schemes.select("all") and exp["K"] == [2, 4]
+    assert len(exp["runs"]) == 2 * len(schemes.select("all"))
     # five distinct points (K, arrival, gamma); a point shared by experiments runs once per scheme
-    assert len(s.all_runs()) == 5 * len(schemes.SCHEMES) and len(s.models) == 1
+    assert len(s.all_runs()) == 5 * len(schemes.select("all")) and len(s.models) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,369 @@
+"""The exact optimum of a discretised model for one or two WDs, by value iteration.
+
+Problem (9): minimise E[sum_t gamma^t c(s_t)] with the cost (8), the queue transitions (1) and (6)
+and the partition (3)-(4) of note B, over *joint* policies that see the whole state. Discretised:
+
+* queues on a grid of ``unit = W / per_task`` cycles: WD queues up to ``wd_tasks`` tasks, the
+  server queue up to ``server_tasks`` tasks; work beyond the top level is dropped (truncation:
+  :attr:`Solution.overflow` reports how likely the optimal policy is to reach it);
+* arrivals per block by their binomial law (n slots, probability lambda each); the WD sees this
+  block's arrivals before it acts (they join its queue at the end of the block, (1));
+* each WD's channel gain on ``channel_levels`` equiprobable bins of the fading law: the gain is
+  mean_gain x Exp(1) (note on fading), bin j represented by its median;
+* WD actions: the back-end capacity c x unit, c = 0..per_task, i.e. how much of the partitioned
+  task's back end the power (4) carries (the power itself follows (4); infeasible above p_max);
+  the local work then follows the local-service rule, exactly as in the simulator
+  (:func:`mecmodel.queues.wd_service`);
+* server actions: s x unit cycles served this block at equal slot rates (the cheapest way,
+  convexity of (7)), s <= its queue and <= n tau f_ser_max.
+
+Value iteration on V(x, a, h, y) (WD queues x, arrivals a, channel bins h, server queue y) with
+the post-decision value J(x', y') = E_{a', h'} V(x', a', h', y'):
+
+    V = w1 y + sum_k w3 x_k + min_c [ sum_k w4 E_k(x_k, c_k, h_k)
+                                      + min_s ( w2 E^ser(s) + gamma J(x', y - s + sum_k O_k) ) ]
+
+stopped when ||V_{i+1} - V_i||_inf <= tol (1 - gamma) / (2 gamma), so the greedy policy's value
+is within ``tol`` of the optimum of the discretised model (Puterman, Thm. 6.3.1).
+
+:func:`decomposed` solves Theorem 1's decomposition instead: each WD's own sub-MDP (16) (cost
+w3 q_k + w4 E_k, its own state) and the server's best response to those WD policies ((14), with
+the joint state), and evaluates the pair on the joint problem: the joint optimum minus it tests
+Theorem 1 numerically. :class:`OptimalWD` / :class:`OptimalServer` run a solution in the ordinary
+simulator (scheme ``optimal``), one solve per seed (each seed has its own user drop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import channel, queues
+from .env import Observation
+from .params import ParamError, Params
+from .policies.base import PolicyContext, ServerPolicy, WDPolicy
+
+MAX_K = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """The discretisation (defaults: K = 1 fine, K = 2 coarser so that it fits in minutes)."""
+
+    per_task: int = 4  # queue levels per task: unit = W / per_task
+    wd_tasks: int = 16  # top WD queue level, tasks
+    server_tasks: int = 16  # top server queue level, tasks
+    channel_levels: int = 8
+    tol: float = 1e-4  # distance of the greedy policy's value to the optimum, cost units
+    max_iter: int = 5000
+
+    @classmethod
+    def for_K(cls, K: int) -> Grid:
+        return cls() if K == 1 else cls(per_task=2, wd_tasks=8, server_tasks=12, channel_levels=3)
+
+
+@dataclasses.dataclass
+class Model:
+    """The discretised model's arrays for one user drop (K mean gains)."""
+
+    P: Params
+    grid: Grid
+    mean_gain: np.ndarray  # (K,)
+    arrival_pmf: np.ndarray  # (n + 1,) tasks per block
+
+    def __post_init__(self) -> None:
+        P, g, K = self.P, self.grid, len(self.mean_gain)
+        if not 1 <= K <= MAX_K:
+            raise ParamError(f"K: the exact optimum is solved for 1 <= K <= {MAX_K}, got {K}")
+        W, n, tau = P.task_cycles, P.n_slots, P.tau
+        self.K, self.unit = K, W / g.per_task
+        self.nx, self.ny = g.wd_tasks * g.per_task + 1, g.server_tasks * g.per_task + 1
+        self.na, self.nh, self.nc = n + 1, g.channel_levels, g.per_task + 1
+        local_max = math.floor(n * tau * P.f_wd_max)
+        # Channel bins: equiprobable quantiles of Exp(1); bin j's median represents it.
+        j = np.arange(self.nh)
+        self.edges = -np.log1p(-np.arange(1, self.nh) / self.nh)  # inner bin edges of Exp(1)
+        self.fade = -np.log1p(-(j + 0.5) / self.nh)
+        # Per WD and local state (x, a, h) and action c: post-decision queue, offload, energy.
+        x = np.arange(self.nx)[:, None]
+        cap = np.arange(self.nc)[None, :] * self.unit
+        svc = queues.wd_service(x * self.unit, cap, W, local_max, P.local_service, False)
+        served = (svc.local + svc.offload) / self.unit
+        off = svc.offload / self.unit
+        if not (np.allclose(served, np.round(served)) and np.allclose(off, np.round(off))):
+            raise ParamError(
+                f"optimum: the local work n tau f_wd_max = {local_max:g} cycles is not a multiple of the "
+                f"queue unit W / per_task = {self.unit:g}; choose per_task so that it is"
+            )
+        self.served = np.round(served).astype(int)  # (nx, nc)
+        self.off = np.round(off).astype(int)  # (nx, nc)
+        e_loc = queues.local_energy(svc.local, n, tau, P.xi_wd)  # (nx, nc)
+        h = self.mean_gain[:, None] * self.fade[None, :]  # (K, nh)
+        with np.errstate(over="ignore"):
+            p = channel.power_for_bits(
+                h[:, None, :, None], P.zeta * svc.offload[None, :, None, :], P.bandwidth, P.snr_gap, tau
+            )  # (K, nx, nh, nc)
+        p = np.where(svc.offload[None, :, None, :] > 0, p, 0.0)
+        energy = e_loc[None, :, None, :] + queues.offload_energy(p, tau)
+        # A WD's cost of (x, h, c): w4 E, inf where the power (4) would exceed p_max.
+        self.wd_energy_cost = np.where(p <= P.p_max, P.w4 * energy, np.inf)  # (K, nx, nh, nc)
+        # Server: s units served at equal rates, energy (7) = n tau xi (s unit / (n tau))^3.
+        s = np.arange(self.ny)
+        self.s_max = min(self.ny - 1, math.floor(n * tau * P.f_ser_max / self.unit))
+        self.server_energy_cost = np.where(
+            s <= self.s_max,
+            P.w2 * queues.server_energy(np.full((1, n), 1.0) * (s[:, None] * self.unit / (n * tau)), tau, P.xi_ser),
+            np.inf,
+        )
+
+    # --- joint indexing: a WD's local state w = (x, a, h) flattened; K WDs' states in row-major order
+    @property
+    def nw(self) -> int:
+        return self.nx * self.na * self.nh
+
+    def joint(self, wd_policy: np.ndarray | None = None):
+        """Arrays over (joint WD state, joint WD action): base queue cost, energy cost, flattened
+        post-decision WD queues and total offload. ``wd_policy`` (K, nw) fixes each WD's action."""
+        P, K = self.P, self.K
+        xi, ai, hi = np.unravel_index(np.arange(self.nw), (self.nx, self.na, self.nh))
+        per_wd = []
+        for k in range(K):  # K <= 2: a loop over at most two devices while building the model
+            post = np.minimum(xi[:, None] - self.served[xi] + ai[:, None] * self.grid.per_task, self.nx - 1)
+            ecost = self.wd_energy_cost[k][xi, hi]  # (nw, nc)
+            off = self.off[xi]
+            if wd_policy is not None:
+                c = wd_policy[k][:, None]
+                post, ecost, off = (np.take_along_axis(v, c, axis=1) for v in (post, ecost, off))
+            per_wd.append((post, ecost, off, P.w3 * xi * self.unit))
+        post, ecost, off, qcost = per_wd[0]
+        for post2, ecost2, off2, qcost2 in per_wd[1:]:
+            na2 = post2.shape[1]
+            post = (post[:, None, :, None] * self.nx + post2[None, :, None, :]).reshape(len(post) * len(post2), -1)
+            ecost = (ecost[:, None, :, None] + ecost2[None, :, None, :]).reshape(post.shape)
+            off = (off[:, None, :, None] + off2[None, :, None, :]).reshape(post.shape)
+            qcost = (qcost[:, None] + qcost2[None, :]).reshape(-1)
+            del na2
+        return qcost, ecost, post, off
+
+    def expectation_weights(self) -> np.ndarray:
+        """(nw,) probability of each WD local state's (a, h) given x (summing to 1 over a, h)."""
+        w = self.arrival_pmf[:, None] * np.full(self.nh, 1.0 / self.nh)[None, :]
+        return np.broadcast_to(w, (self.nx, self.na, self.nh)).reshape(-1)
+
+
+def arrival_pmf(P: Params) -> np.ndarray:
+    """Binomial(n, lambda): tasks arriving at a WD in one block (Bernoulli per slot)."""
+    n, lam = P.n_slots, P.arrival_prob
+    return np.array([math.comb(n, a) * lam**a * (1 - lam) ** (n - a) for a in range(n + 1)])
+
+
+@dataclasses.dataclass
+class Solution:
+    """A solved model: values, the greedy policy, and how the solve went."""
+
+    model: Model
+    V: np.ndarray  # (nw^K, ny) optimal (or evaluated) value of every state, cost units
+    wd_action: np.ndarray  # (nw^K, ny) joint WD action index (row-major over WDs)
+    server_action: np.ndarray  # (nx^K, ny, max offload + 1) units served given x', y, offload
+    iterations: int
+    seconds: float
+    residual: float
+
+    @property
+    def states(self) -> int:
+        return self.V.size
+
+    @property
+    def actions(self) -> int:
+        m = self.model
+        return m.nc**m.K * m.ny
+
+    def start_value(self) -> float:
+        """Expected discounted cost (9a) from empty queues, over the first block's arrivals and channel."""
+        m = self.model
+        w = m.expectation_weights().reshape(m.nx, -1)[0]  # x = 0: weights over (a, h)
+        V0 = self.V[:, 0].reshape((m.nx, m.na * m.nh) * m.K)
+        idx = (0, slice(None)) * m.K
+        block = V0[idx]
+        for _ in range(m.K):
+            block = np.tensordot(block, w, axes=([0], [0]))
+        return float(block)
+
+
+def _post_value(m: Model, V: np.ndarray) -> np.ndarray:
+    """J(x', y') = E_{a, h} V(x', a, h, y'): (nx^K, ny)."""
+    w = m.expectation_weights().reshape(m.nx, m.na * m.nh)
+    Vr = V.reshape((m.nx, m.na * m.nh) * m.K + (m.ny,))
+    if m.K == 1:
+        J = np.einsum("xb,xby->xy", w, Vr)
+    else:
+        J = np.einsum("xb,zc,xbzcy->xzy", w, w, Vr)
+    return J.reshape(m.nx**m.K, m.ny)
+
+
+def _server_step(m: Model, J: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """G(x', y, O) = min_{s <= y} w2 E^ser(s) + gamma J(x', min(y - s + O, top)) and its argmin."""
+    n_off = (m.nc - 1) * m.K + 1
+    y = np.arange(m.ny)[:, None, None]
+    off = np.arange(n_off)[None, :, None]
+    s = np.arange(m.ny)[None, None, :]
+    nxt = np.minimum(np.maximum(y - s, 0) + off, m.ny - 1)  # (ny, n_off, ns)
+    cost = gamma * J[:, nxt] + np.where(s <= y, m.server_energy_cost[None, None, None, :], np.inf)
+    best = np.argmin(cost, axis=-1)
+    return np.take_along_axis(cost, best[..., None], axis=-1)[..., 0], best
+
+
+def solve(m: Model, gamma: float, wd_policy: np.ndarray | None = None, V0: np.ndarray | None = None) -> Solution:
+    """Value iteration; with ``wd_policy`` (K, nw) the WDs' actions are fixed and only the server's optimised."""
+    P, g = m.P, m.grid
+    t0 = time.perf_counter()
+    qcost, ecost, post, off = m.joint(wd_policy)  # (N,), (N, A), (N, A), (N, A)
+    y = np.arange(m.ny)
+    base = qcost[:, None] + P.w1 * y[None, :] * m.unit  # (N, ny)
+    V = np.zeros_like(base) if V0 is None else V0.copy()
+    stop = g.tol * (1.0 - gamma) / (2.0 * gamma)
+    residual, it = np.inf, 0
+    while it < g.max_iter:
+        it += 1
+        G, _ = _server_step(m, _post_value(m, V), gamma)  # (nx^K, ny, n_off)
+        # Q(state, c) for every y at once: energy + G(post(c), y, off(c)).
+        Q = ecost[:, None, :] + G[post[:, None, :], y[None, :, None], off[:, None, :]]  # (N, ny, A)
+        V_new = base + Q.min(axis=-1)
+        residual = float(np.max(np.abs(V_new - V)))
+        V = V_new
+        if not np.isfinite(residual):
+            raise ParamError("optimum: a state has no feasible action (every power above p_max)")
+        if residual <= stop:
+            break
+    G, s_best = _server_step(m, _post_value(m, V), gamma)
+    Q = ecost[:, None, :] + G[post[:, None, :], y[None, :, None], off[:, None, :]]
+    c_best = np.argmin(Q, axis=-1)
+    if wd_policy is not None:  # the fixed joint action, as an index into the joint action grid
+        c_best = np.zeros_like(c_best) + _joint_index(m, wd_policy)[:, None]
+    return Solution(m, V, c_best, s_best, it, time.perf_counter() - t0, residual)
+
+
+def _joint_index(m: Model, wd_policy: np.ndarray) -> np.ndarray:
+    """Joint action index of fixed per-WD actions, over joint WD states (row-major)."""
+    idx = wd_policy[0]
+    for k in range(1, m.K):
+        idx = (idx[:, None] * m.nc + wd_policy[k][None, :]).reshape(-1)
+    return idx
+
+
+def wd_subproblem(m: Model, k: int, gamma: float) -> np.ndarray:
+    """WD k's own sub-MDP (16): state (x, a, h), cost w3 q + w4 E; returns its greedy action (nw,)."""
+    P, g = m.P, m.grid
+    xi, ai, hi = np.unravel_index(np.arange(m.nw), (m.nx, m.na, m.nh))
+    post = np.minimum(xi[:, None] - m.served[xi] + ai[:, None] * g.per_task, m.nx - 1)  # (nw, nc)
+    ecost = m.wd_energy_cost[k][xi, hi]
+    base = P.w3 * xi * m.unit
+    w = m.expectation_weights().reshape(m.nx, -1)
+    V = np.zeros(m.nw)
+    stop = g.tol * (1.0 - gamma) / (2.0 * gamma)
+    for _ in range(g.max_iter):
+        J = np.einsum("xb,xb->x", w, V.reshape(m.nx, -1))
+        V_new = base + np.min(ecost + gamma * J[post], axis=-1)
+        done = np.max(np.abs(V_new - V)) <= stop
+        V = V_new
+        if done:
+            break
+    J = np.einsum("xb,xb->x", w, V.reshape(m.nx, -1))
+    return np.argmin(ecost + gamma * J[post], axis=-1)
+
+
+def decomposed(m: Model, gamma: float) -> Solution:
+    """Theorem 1's decomposition: each WD solves (16) alone, the server best-responds (14); the
+    returned values are the pair's cost on the joint problem (9)."""
+    wd = np.stack([wd_subproblem(m, k, gamma) for k in range(m.K)])
+    return solve(m, gamma, wd_policy=wd)
+
+
+def model_for(P: Params, mean_gain: Sequence[float], grid: Grid | None = None) -> Model:
+    return Model(P, grid or Grid.for_K(P.K), np.asarray(mean_gain, dtype=float), arrival_pmf(P))
+
+
+# --- running a solution in the simulator ------------------------------------------------------------
+
+
+class _Shared:
+    """One solve per seed, shared by the scheme's WD and server policies; decides once per block."""
+
+    def __init__(self, ctx: PolicyContext, grid: Grid | None, joint: bool):
+        P = ctx.params
+        if P.K > MAX_K:
+            raise ParamError(f"K: scheme 'optimal' solves the exact problem for K <= {MAX_K}, got K = {P.K}")
+        mean_gain = ctx.env.mean_gain  # (S, K): the optimum knows the model, drop included
+        self.solutions = []
+        for s in range(ctx.S):
+            m = model_for(P, mean_gain[s], grid)
+            self.solutions.append(solve(m, P.gamma) if joint else decomposed(m, P.gamma))
+        self.t = -1
+
+    def decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        if obs.t != self.t:
+            self.t, self.action = obs.t, self._decide(obs)
+        return self.action
+
+    def _decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        ps, fs = [], []
+        for s, sol in enumerate(self.solutions):  # a loop over seeds: S table look-ups per block
+            m = sol.model
+            P = m.P
+            x = np.minimum(np.round(obs.q[s] / m.unit), m.nx - 1).astype(int)
+            a = np.minimum(obs.beta[s].sum(axis=-1), m.na - 1).astype(int)
+            hb = np.searchsorted(m.edges, obs.h[s] / m.mean_gain)
+            y = int(min(round(obs.q_ser[s] / m.unit), m.ny - 1))
+            w = np.ravel_multi_index((x, a, hb), (m.nx, m.na, m.nh))
+            wj = int(np.ravel_multi_index(tuple(w), (m.nw,) * m.K))
+            cj = int(sol.wd_action[wj, y])
+            c = np.array(np.unravel_index(cj, (m.nc,) * m.K))
+            post = np.minimum(x - m.served[x, c] + a * m.grid.per_task, m.nx - 1)
+            units = int(
+                sol.server_action[int(np.ravel_multi_index(tuple(post), (m.nx,) * m.K)), y, int(m.off[x, c].sum())]
+            )
+            bits = P.zeta * (c * m.unit + 0.5)  # +half a cycle: the floor in (3) keeps c units
+            p = np.where(
+                c > 0, np.minimum(channel.power_for_bits(obs.h[s], bits, P.bandwidth, P.snr_gap, P.tau), P.p_max), 0.0
+            )
+            ps.append(p)
+            fs.append(np.full(P.n_slots, units * m.unit / (P.n_slots * P.tau)))
+        return np.array(ps), np.array(fs)
+
+
+class OptimalWD(WDPolicy):
+    """The WDs' half of the optimal joint policy (centralised: it knows every queue and channel)."""
+
+    information = "centralised"
+
+    def __init__(self, grid: Grid | None = None, joint: bool = True):
+        self.grid, self.joint = grid, joint
+
+    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
+        super().reset(ctx, obs)
+        self.shared = _Shared(ctx, self.grid, self.joint)
+        SHARED[id(ctx.env)] = self.shared
+
+    def act(self, obs: Observation) -> np.ndarray:
+        return self.shared.decide(obs)[0]
+
+
+class OptimalServer(ServerPolicy):
+    """The server's half of the optimal joint policy."""
+
+    information = "centralised"
+
+    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
+        super().reset(ctx, obs)
+        self.shared = SHARED.pop(id(ctx.env))
+
+    def act(self, obs: Observation) -> np.ndarray:
+        return self.shared.decide(obs)[1]
+
+
+#: Hand-over of a run's solution from its WD policy to its server policy (reset in that order).
+SHARED: dict[int, _Shared] = {}
