@@ -168,7 +168,7 @@ class Solution:
     model: Model
     V: np.ndarray  # (nw^K, ny) optimal (or evaluated) value of every state, cost units
     wd_action: np.ndarray  # (nw^K, ny) joint WD action index (row-major over WDs)
-    server_action: np.ndarray  # (nx^K, ny, max offload + 1) units served given x', y, offload
+    server_action: np.ndarray  # (nx^K, max offload + 1, ny) units served given x', offload, y
     iterations: int
     seconds: float
     residual: float
@@ -205,16 +205,27 @@ def _post_value(m: Model, V: np.ndarray) -> np.ndarray:
     return J.reshape(m.nx**m.K, m.ny)
 
 
-def _server_step(m: Model, J: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """G(x', y, O) = min_{s <= y} w2 E^ser(s) + gamma J(x', min(y - s + O, top)) and its argmin."""
+def _server_step(m: Model, J: np.ndarray, gamma: float, arg: bool = False):
+    """G(x', O, y) = min_{s <= y} w2 E^ser(s) + gamma J(x', min(y - s + O, top)), as (nx^K, n_off, ny)
+    (with ``arg``, also the minimising s). Written over the queue left, u = y - s, so that the
+    minimum is a min-plus convolution of two dense arrays (no gather)."""
     n_off = (m.nc - 1) * m.K + 1
-    y = np.arange(m.ny)[:, None, None]
-    off = np.arange(n_off)[None, :, None]
-    s = np.arange(m.ny)[None, None, :]
-    nxt = np.minimum(np.maximum(y - s, 0) + off, m.ny - 1)  # (ny, n_off, ns)
-    cost = gamma * J[:, nxt] + np.where(s <= y, m.server_energy_cost[None, None, None, :], np.inf)
-    best = np.argmin(cost, axis=-1)
-    return np.take_along_axis(cost, best[..., None], axis=-1)[..., 0], best
+    u = np.arange(m.ny)
+    left = gamma * J[:, np.minimum(u[None, :] + np.arange(n_off)[:, None], m.ny - 1)]  # (nx^K, n_off, u)
+    y = np.arange(m.ny)[:, None]
+    serve = np.where(u[None, :] <= y, m.server_energy_cost[np.maximum(y - u[None, :], 0)], np.inf)  # (y, u)
+    cost = left[:, :, None, :] + serve[None, None, :, :]
+    if not arg:
+        return cost.min(axis=-1)
+    best_u = np.argmin(cost, axis=-1)
+    return np.take_along_axis(cost, best_u[..., None], axis=-1)[..., 0], np.arange(m.ny) - best_u
+
+
+def _wd_step(m: Model, G: np.ndarray, ecost: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Q(state, c) for every server queue y: energy + G(post(c), off(c), y), as (N, A, ny).
+
+    ``rows`` = post * n_off + off indexes G's contiguous rows of ny values (a fast gather)."""
+    return ecost[:, :, None] + G.reshape(-1, m.ny)[rows]
 
 
 def solve(m: Model, gamma: float, wd_policy: np.ndarray | None = None, V0: np.ndarray | None = None) -> Solution:
@@ -227,21 +238,19 @@ def solve(m: Model, gamma: float, wd_policy: np.ndarray | None = None, V0: np.nd
     V = np.zeros_like(base) if V0 is None else V0.copy()
     stop = g.tol * (1.0 - gamma) / (2.0 * gamma)
     residual, it = np.inf, 0
+    rows = post * ((m.nc - 1) * m.K + 1) + off
     while it < g.max_iter:
         it += 1
-        G, _ = _server_step(m, _post_value(m, V), gamma)  # (nx^K, ny, n_off)
-        # Q(state, c) for every y at once: energy + G(post(c), y, off(c)).
-        Q = ecost[:, None, :] + G[post[:, None, :], y[None, :, None], off[:, None, :]]  # (N, ny, A)
-        V_new = base + Q.min(axis=-1)
+        G = _server_step(m, _post_value(m, V), gamma)  # (nx^K, n_off, ny)
+        V_new = base + _wd_step(m, G, ecost, rows).min(axis=1)
         residual = float(np.max(np.abs(V_new - V)))
         V = V_new
         if not np.isfinite(residual):
             raise ParamError("optimum: a state has no feasible action (every power above p_max)")
         if residual <= stop:
             break
-    G, s_best = _server_step(m, _post_value(m, V), gamma)
-    Q = ecost[:, None, :] + G[post[:, None, :], y[None, :, None], off[:, None, :]]
-    c_best = np.argmin(Q, axis=-1)
+    G, s_best = _server_step(m, _post_value(m, V), gamma, arg=True)
+    c_best = np.argmin(_wd_step(m, G, ecost, rows), axis=1)
     if wd_policy is not None:  # the fixed joint action, as an index into the joint action grid
         c_best = np.zeros_like(c_best) + _joint_index(m, wd_policy)[:, None]
     return Solution(m, V, c_best, s_best, it, time.perf_counter() - t0, residual)
@@ -323,9 +332,8 @@ class _Shared:
             cj = int(sol.wd_action[wj, y])
             c = np.array(np.unravel_index(cj, (m.nc,) * m.K))
             post = np.minimum(x - m.served[x, c] + a * m.grid.per_task, m.nx - 1)
-            units = int(
-                sol.server_action[int(np.ravel_multi_index(tuple(post), (m.nx,) * m.K)), y, int(m.off[x, c].sum())]
-            )
+            xp = int(np.ravel_multi_index(tuple(post), (m.nx,) * m.K))
+            units = int(sol.server_action[xp, int(m.off[x, c].sum()), y])
             bits = P.zeta * (c * m.unit + 0.5)  # +half a cycle: the floor in (3) keeps c units
             p = np.where(
                 c > 0, np.minimum(channel.power_for_bits(obs.h[s], bits, P.bandwidth, P.snr_gap, P.tau), P.p_max), 0.0

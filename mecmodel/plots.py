@@ -560,12 +560,71 @@ def fig_cost_vs_gamma(ds: xr.Dataset) -> Figure:
     )
 
 
+def fig_optimality_gap(ds: xr.Dataset) -> Figure:
+    """Each scheme's discounted cost (9a) against the exact optimum of the discretised model
+    (scheme ``optimal``, K <= 2), paired by seed: (J - J*) / J* in percent, by arrival probability."""
+    _require(ds, "discounted_cost")
+    if "optimal" not in ds["scheme"].values:
+        raise ValueError("figure optimality_gap: the aggregate has no scheme 'optimal' to compare with")
+    opt = ds["discounted_cost"].sel(scheme="optimal")
+    gap = 100.0 * (ds["discounted_cost"] - opt) / opt
+    ds = ds.assign(optimality_gap=gap.assign_attrs(units="%", long_name="gap of (9a) to the optimum"))
+    K = int(ds["K"].values.ravel()[0]) if "K" in ds.coords else 1
+    return _sweep(
+        ds,
+        "arrival_prob",
+        {"K": K, "gamma": 0.9},
+        "Gap to the optimum on a small instance (not in the paper)",
+        "arrival probability per slot λ",
+        (
+            ("optimality_gap", "gap to the optimum (9a), paired by seed", "(J − J*) / J*  (%)", False),
+            ("discounted_cost", "discounted sum cost", "discounted sum cost", False),
+        ),
+    )
+
+
+def fig_cost_vs_V(ds: xr.Dataset) -> Figure:
+    """The drift-plus-penalty V sweep: schemes registered with a parameter V (one per V) drawn as
+    one line against V; every other scheme of the aggregate as a flat line for comparison."""
+    import xarray as xr
+
+    from . import schemes as registry
+
+    names = [str(s) for s in ds["scheme"].values]
+    family = {
+        n: registry.SCHEMES[n].params["V"] for n in names if n in registry.SCHEMES and "V" in registry.SCHEMES[n].params
+    }
+    if not family:
+        raise ValueError("figure cost_vs_V: the aggregate has no scheme with a parameter V (e.g. dpp_V1)")
+    Vs = sorted(set(family.values()))
+    line = xr.concat([ds.sel(scheme=n, drop=True) for n in sorted(family, key=family.get)], dim="V")
+    parts = [line.assign_coords(V=Vs).expand_dims(scheme=["dpp"])]
+    for n in names:
+        if n not in family:
+            parts.append(ds.sel(scheme=[n]).isel(scheme=0, drop=True).expand_dims(V=Vs, scheme=[n]))
+    both = xr.concat(parts, dim="scheme", join="outer")
+    return _sweep(
+        both,
+        "V",
+        {"K": 20, "arrival_prob": 0.4, "gamma": 0.9},
+        "Drift-plus-penalty: cost vs V (not in the paper)",
+        "V (log scale): weight of the energy against the queues' drift",
+        (
+            ("discounted_cost", "discounted sum cost", "discounted sum cost", False),
+            ("average_cost", "long-run average cost per block", "average cost per block", False),
+        ),
+        xscale="log",
+    )
+
+
 FIGURES: dict[str, Callable[[Any], Any]] = {
     "convergence": fig_convergence,
     "cost_vs_block": fig_cost_vs_block,
     "cost_vs_arrival": fig_cost_vs_arrival,
     "cost_vs_K": fig_cost_vs_K,
     "cost_vs_gamma": fig_cost_vs_gamma,
+    "optimality_gap": fig_optimality_gap,
+    "cost_vs_V": fig_cost_vs_V,
 }
 
 

@@ -68,6 +68,8 @@ class Scheme:
     source: str  # the module that registered it
     version: str = ""  # anything else its runs depend on (e.g. a trained agent's weights hash)
     max_K: int | None = None  # largest K it runs at (an exact solver); None: any K
+    listed: bool = True  # picked by the selectors (all, references); False: named explicitly
+    params: Mapping[str, float] = dataclasses.field(default_factory=dict)  # a family's parameter values (DPP's V)
 
     def check_K(self, K: int, field: str = "scheme") -> None:
         if self.max_K is not None and K > self.max_K:
@@ -117,6 +119,8 @@ def register(
     version: str = "",
     source: str | None = None,
     max_K: int | None = None,
+    listed: bool = True,
+    params: Mapping[str, float] | None = None,
 ) -> Scheme:
     """Add a scheme to the registry and return it.
 
@@ -126,7 +130,8 @@ def register(
     ``style`` holds matplotlib keywords ``color``, ``linestyle``, ``marker``, ``linewidth``,
     ``zorder`` (missing ones get a default). Registering a name again from the same module
     replaces it; from another module it is an error. ``max_K`` marks a scheme that only runs
-    for small K (an exact solver): the selectors leave it out and a config names it explicitly.
+    for small K (an exact solver): the selectors leave it out and a config names it explicitly,
+    as they do with ``listed=False`` (one member of a family swept by ``params``, e.g. DPP's V).
     """
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in SELECTORS:
         raise ParamError(
@@ -152,6 +157,8 @@ def register(
         source,
         str(version),
         max_K,
+        listed and max_K is None,
+        MappingProxyType(dict(params or {})),
     )
     SCHEMES[name] = scheme
     return scheme
@@ -176,7 +183,7 @@ def select(spec: str | Iterable[str], field: str = "scheme") -> list[str]:
         if spec not in SELECTORS:
             raise ParamError(f"{field}: must be a list of schemes or one of {', '.join(SELECTORS)}, got {spec!r}")
         want = {"all": KINDS, "paper": ("paper",), "references": ("reference",)}[spec]
-        return [n for n, s in SCHEMES.items() if s.kind in want and s.max_K is None]
+        return [n for n, s in SCHEMES.items() if s.kind in want and s.listed]
     names: list[str] = []
     for n in spec:
         for m in select(n, field) if n in SELECTORS else [n]:
@@ -324,6 +331,8 @@ register(
 )
 #: V of the registered drift-plus-penalty scheme, chosen from the V sweep (docs/model.md, note I).
 DPP_V = 1.0
+#: The V sweep (experiment cost_vs_V): one scheme per V, named explicitly in a config.
+DPP_V_SWEEP = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 register(
     "dpp",
     wd=lambda: DriftPlusPenaltyWD(DPP_V),
@@ -331,6 +340,16 @@ register(
     description=f"reference: Lyapunov drift-plus-penalty at every agent, V = {DPP_V:g}",
     style={"color": "0.15", "linestyle": (0, (6, 2)), "marker": ">", "linewidth": 1.2, "zorder": 3},
 )
+for _V in DPP_V_SWEEP:
+    register(
+        "dpp_V" + f"{_V:g}".replace(".", "p").replace("-", "m"),
+        wd=lambda V=_V: DriftPlusPenaltyWD(V),
+        server=lambda V=_V: DriftPlusPenaltyServer(V),
+        description=f"reference: drift-plus-penalty with V = {_V:g} (the V sweep)",
+        label=f"DPP V = {_V:g}",
+        listed=False,
+        params={"V": _V},
+    )
 # Not the paper's: its critics, but each action step descends the learned Q (docs/model.md, note K).
 register(
     "proposed_q",

@@ -143,7 +143,7 @@ def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike], _seen: 
 
     The base (a path relative to the layer's file) is read, itself resolved, and the layer's
     top-level keys replace the base's, except ``experiments``, which the layer adds to (or
-    replaces by name). ``prefix`` is put before the name of every experiment of the result, so
+    replaces by name, or removes with ``name: null``). ``prefix`` is put before the name of every experiment of the result, so
     that a scenario's aggregates and figures sit beside the base's.
     """
     if not isinstance(config.get("experiments", {}), dict):
@@ -170,6 +170,8 @@ def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike], _seen: 
     base = apply_layers(base, [base_path], seen)
     merged = {**base, **{k: v for k, v in config.items() if k not in ("extends", "experiments", "prefix")}}
     merged["experiments"] = {**base.get("experiments", {}), **config.get("experiments", {})}
+    # a layer removes one of the base's experiments by setting it to null
+    merged["experiments"] = {name: exp for name, exp in merged["experiments"].items() if exp is not None}
     prefix = str(config.get("prefix", ""))
     if prefix:
         merged["experiments"] = {prefix + name: exp for name, exp in merged["experiments"].items()}

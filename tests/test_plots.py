@@ -46,6 +46,10 @@ def datasets() -> dict[str, xr.Dataset]:
         "cost_vs_arrival": combine(arrival),
         "cost_vs_K": combine([run(K=k, scheme=s) for k in (2, 4) for s in ("proposed", "even")]),
         "cost_vs_gamma": combine([run(K=2, gamma=g, scheme=s) for g in (0.5, 0.9) for s in ("proposed", "random")]),
+        "optimality_gap": combine(
+            [run(K=1, arrival_prob=a, scheme=s) for a in (0.2, 0.4) for s in ("even", "optimal")]
+        ),
+        "cost_vs_V": combine([run(K=2, scheme=s) for s in ("dpp_V1", "dpp_V100", "myopic")]),
     }
 
 
@@ -172,6 +176,30 @@ def test_cost_vs_K_log_y_and_ticks(datasets):
     assert fig.axes[0].get_xlabel() == "number of WDs K"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["2", "4"]
     assert legend_labels(fig) == ["proposed", "even"]
+
+
+def test_optimality_gap_is_paired_by_seed_and_zero_for_the_optimum(datasets):
+    ds = datasets["optimality_gap"]
+    fig = plots.build_figure("optimality_gap", ds)
+    assert fig.axes[0].get_ylabel() == "(J − J*) / J*  (%)"
+    assert legend_labels(fig)[:2] == ["even", "optimal (ref.)"]
+    even_line, opt_line = (c.lines[0].get_ydata() for c in fig.axes[0].containers[:2])
+    np.testing.assert_array_equal(opt_line, 0.0)
+    d = ds["discounted_cost"]
+    want = 100 * (d.sel(scheme="even") - d.sel(scheme="optimal")) / d.sel(scheme="optimal")
+    np.testing.assert_allclose(even_line, want.squeeze().mean("seed").values)  # the mean of paired gaps
+    with pytest.raises(ValueError, match="no scheme 'optimal'"):
+        plots.build_figure("optimality_gap", ds.sel(scheme=["even"]))
+
+
+def test_cost_vs_V_draws_the_family_against_V(datasets):
+    fig = plots.build_figure("cost_vs_V", datasets["cost_vs_V"])
+    assert fig.axes[0].get_xscale() == "log"
+    assert sorted(legend_labels(fig)) == ["dpp (ref.)", "myopic (ref.)"]
+    xs = [c.lines[0].get_xdata().tolist() for c in fig.axes[0].containers]
+    assert xs == [[1.0, 100.0], [1.0, 100.0]]  # the family against V, the other scheme flat across it
+    with pytest.raises(ValueError, match="no scheme with a parameter V"):
+        plots.build_figure("cost_vs_V", datasets["cost_vs_V"].sel(scheme=["myopic"]))
 
 
 def test_cost_vs_gamma_panels(datasets):
