@@ -5,7 +5,7 @@ and the partition (3)-(4) of note B, over *joint* policies that see the whole st
 
 * queues on a grid of ``unit = W / per_task`` cycles: WD queues up to ``wd_tasks`` tasks, the
   server queue up to ``server_tasks`` tasks; work beyond the top level is dropped (truncation:
-  :attr:`Solution.overflow` reports how likely the optimal policy is to reach it);
+  the simulator's queues show whether the optimal policy comes near it; docs/model.md, note J);
 * arrivals per block by their binomial law (n slots, probability lambda each); the WD sees this
   block's arrivals before it acts (they join its queue at the end of the block, (1));
 * each WD's channel gain on ``channel_levels`` equiprobable bins of the fading law: the gain is

@@ -341,8 +341,8 @@ class Sweep:
         blocks = exp.get("blocks", config.get("blocks", 2000))
         grid = {axis: _grid(where, axis, exp[axis]) for axis in AXES}
         scheme_list = schemes.select(exp["scheme"], f"{where}.scheme")
-        for name in scheme_list:
-            schemes.get_scheme(name).check_K(max(grid["K"]), f"{where}.scheme")
+        for scheme in scheme_list:
+            schemes.get_scheme(scheme).check_K(max(grid["K"]), f"{where}.scheme")
         try:
             params = make_params(preset, overrides)
             for point in itertools.product(*grid.values()):

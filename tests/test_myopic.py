@@ -49,13 +49,15 @@ def test_wd_choice_is_the_grid_minimum(reading, rule):
     pol = MyopicWD(reading, grid=33)
     pol.reset(_ctx(P, 3), _obs(P, q, h, np.zeros(3)))
     p = pol.act(_obs(P, q, h, np.zeros(3)))
+    cands = pol.candidates(h)
+    assert cands.shape == (3, 4, 34) and np.all(np.diff(cands, axis=-1) >= 0)
     assert p.shape == (3, 4) and ((p >= 0) & (p <= P.p_max)).all()
     for s in range(3):
         for k in range(4):
-            costs = [_one_cost(P, q[s, k], h[s, k], g, reading) for g in pol.powers]
+            costs = [_one_cost(P, q[s, k], h[s, k], g, reading) for g in cands[s, k]]
             chosen = _one_cost(P, q[s, k], h[s, k], p[s, k], reading)
             assert chosen == pytest.approx(min(costs), rel=1e-12, abs=1e-15)
-            assert p[s, k] == pol.powers[int(np.argmin(costs))]
+            assert p[s, k] == cands[s, k][int(np.argmin(costs))]
 
 
 def test_wd_start_reading_minimises_energy_alone():
@@ -67,9 +69,10 @@ def test_wd_start_reading_minimises_energy_alone():
     obs = _obs(P, q, h, np.zeros(2))
     pol.reset(_ctx(P, 2), obs)
     p = pol.act(obs)
+    cands = pol.candidates(h)
     for s in range(2):
         for k in range(5):
-            energy = [(_one_cost(P, q[s, k], h[s, k], g, "start") - P.w3 * q[s, k]) / P.w4 for g in pol.powers]
+            energy = [(_one_cost(P, q[s, k], h[s, k], g, "start") - P.w3 * q[s, k]) / P.w4 for g in cands[s, k]]
             mine = (_one_cost(P, q[s, k], h[s, k], p[s, k], "start") - P.w3 * q[s, k]) / P.w4
             assert mine == pytest.approx(min(energy), rel=1e-9, abs=1e-15)
 
@@ -151,10 +154,11 @@ def test_dpp_wd_choice_is_the_grid_minimum(V):
     obs = _obs(P, q, h, np.zeros(2))
     pol.reset(_ctx(P, 2), obs)
     p = pol.act(obs)
+    cands = pol.candidates(h)
     for s in range(2):
         for k in range(4):
-            costs = [_dpp_cost(P, q[s, k], h[s, k], g, V) for g in pol.powers]
-            assert p[s, k] == pol.powers[int(np.argmin(costs))]
+            costs = [_dpp_cost(P, q[s, k], h[s, k], g, V) for g in cands[s, k]]
+            assert p[s, k] == cands[s, k][int(np.argmin(costs))]
     assert len({float(x) for x in p.ravel()}) > 2, "interior choices, not only on or off"
 
 
@@ -213,11 +217,27 @@ def test_objective_is_the_documented_formula_at_every_power(rule):
     h = 10 ** rng.uniform(0, 7, (2, 3))
     pol = DriftPlusPenaltyWD(2.5, grid=17) if rule == "dpp" else MyopicWD(rule, grid=17)
     pol.reset(_ctx(P, 2), _obs(P, q, h, np.zeros(2)))
-    got = pol.block_cost(q[..., None], h[..., None], pol.powers)
+    cands = pol.candidates(h)
+    got = pol.block_cost(q[..., None], h[..., None], cands)
     for s in range(2):
         for k in range(3):
-            for j, g in enumerate(pol.powers):
+            for j, g in enumerate(cands[s, k]):
                 want = (
                     _dpp_cost(P, q[s, k], h[s, k], g, 2.5) if rule == "dpp" else _one_cost(P, q[s, k], h[s, k], g, rule)
                 )
                 assert got[s, k, j] == pytest.approx(want, rel=1e-12, abs=1e-14)
+
+
+def test_candidates_carry_exactly_their_back_ends():
+    """Each candidate power below p_max carries c = j W / 32 back-end cycles through (3), no fewer
+    (the floor of the capacity) and no more than half a cycle over."""
+    P = make_params("default", {"K": 5})
+    h = 10 ** np.random.default_rng(5).uniform(0, 8, (3, 5))
+    pol = MyopicWD(grid=33)
+    pol.reset(_ctx(P, 3), _obs(P, np.zeros((3, 5)), h, np.zeros(3)))
+    cands = pol.candidates(h)
+    cap = np.floor(channel.bits_per_slot(h[..., None], cands, P.bandwidth, P.snr_gap, P.tau) / P.zeta)
+    want = np.concatenate([[0.0], P.task_cycles * np.arange(1, 33) / 32])
+    inner = cands[..., :-1] < P.p_max
+    np.testing.assert_array_equal(cap[..., :-1][inner], np.broadcast_to(want, inner.shape)[inner])
+    assert inner.any() and (~inner).any()  # both carried and capped candidates occur

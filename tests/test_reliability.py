@@ -47,7 +47,7 @@ from helpers import (
 )
 
 import mecmodel
-from mecmodel import plots
+from mecmodel import plots, schemes
 from mecmodel.dataset import write_atomic
 from mecmodel.params import make_params
 from mecmodel.results import aggregate, find_runs, run_path
@@ -256,14 +256,16 @@ def test_same_config_gives_identical_results_with_one_core(reference: Path, tmp_
 
 @pytest.mark.slow
 def test_a_second_sweep_elsewhere_gives_identical_results(reference: Path, tmp_path: Path) -> None:
-    """A second -c2 sweep in another directory, of two experiments that share a point (18 runs,
-    2 aggregates, 2 figures of 2 files each), file for file against the reference."""
+    """A second -c2 sweep in another directory, of two experiments that share a point (three
+    points of every listed scheme, 2 aggregates, 2 figures of 2 files each), file for file
+    against the reference."""
     cfg = subset_config(tmp_path, "cost_vs_arrival", "cost_vs_gamma")
     work = tmp_path / "w"
     work.mkdir()
     ok(snakemake(work, configfile=cfg, cores=2))
-    assert len(find_runs(work / "results")) == 18
-    assert assert_same_results(work, reference, subset=True) == 18 + 2 + 4
+    runs = 3 * len(schemes.select("all"))
+    assert len(find_runs(work / "results")) == runs
+    assert assert_same_results(work, reference, subset=True) == runs + 2 + 4
 
 
 @pytest.mark.slow
@@ -372,7 +374,7 @@ def test_second_sweep_in_the_same_directory_is_refused(reference: Path, tmp_path
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    cfg = subset_config(tmp_path, "cost_vs_K")  # 12 runs: long enough to be caught running
+    cfg = subset_config(tmp_path, "cost_vs_K")  # two points of every scheme: long enough to be caught running
     since = time.time()
     first = start(a, configfile=cfg, cores=1)
     second = None
@@ -395,8 +397,9 @@ def test_second_sweep_in_the_same_directory_is_refused(reference: Path, tmp_path
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
                 kill(proc)
-    assert assert_same_results(a, reference, subset=True) == 12 + 1 + 2
-    assert assert_same_results(b, reference, subset=True) == 12 + 1 + 2
+    runs = 2 * len(schemes.select("all"))
+    assert assert_same_results(a, reference, subset=True) == runs + 1 + 2
+    assert assert_same_results(b, reference, subset=True) == runs + 1 + 2
 
 
 # ----------------------------------------------------------------------------- write failures

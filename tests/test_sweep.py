@@ -246,3 +246,10 @@ def test_params_used_by_sweep_are_the_preset():
     s = sweep.Sweep(tiny(preset="paper"))
     (model,) = s.models
     assert model == f"paper-{make_params('paper').model_hash()}"
+
+
+def test_each_experiment_keeps_its_own_name():
+    """The resolved experiment records its name, whatever its scheme list (a selector, a mixed list)."""
+    s = sweep.Sweep(load_config(SMOKE))
+    for name, exp in s.experiments.items():
+        assert exp["experiment"] == name

@@ -9,9 +9,9 @@ idles for ever. The default reading ("end") charges the queue the block leaves b
 the post-decision state, which is what a one-step greedy rule trades energy against:
 
 * WD k:  min over p of  w3 (q_k - L_k(p) - O_k(p)) + w4 (E^wd_k(L_k) + E^off_k(O_k)),
-  with the partition L, O of (3)-(4) and note B, evaluated for a grid of powers in [0, p_max]
-  (logarithmic in p; vectorised over seed, WD and grid point); arrivals are the same for every p
-  and left out. The WD does not see the server's backlog, so it never weighs it.
+  with the partition L, O of (3)-(4) and note B, evaluated for the powers that carry a back end
+  of 0, W/32, ..., W cycles and p_max (vectorised over seed, WD and candidate); arrivals are the
+  same for every p and left out. The WD does not see the server's backlog, so it never weighs it.
 * server: min over f of  w1 (q^ser - sum_i f_i tau) + w2 sum_i tau xi f_i^3.  For a given total
   equal rates are cheapest (convexity), and per slot d/df (-w1 f tau + w2 tau xi f^3) = 0 gives
   f* = sqrt(w1 / (3 w2 xi^ser)); the rule runs every slot at min(f*, f_ser_max, the rate that
@@ -42,21 +42,32 @@ def _check(reading: str) -> str:
 
 
 class MyopicWD(WDPolicy):
-    """Every WD picks, from ``grid`` candidate powers, the one that minimises its own cost of this
-    block (see the module docstring for the two readings). The candidates are 0 and powers spaced
-    logarithmically from 1e-9 p_max to p_max: the capacity (3) grows with log(1 + h p / Gamma), and
-    channel gains h over noise span about 1 to 1e8 W^-1, so an evenly spaced grid would jump from
-    nothing to a whole back end on good channels."""
+    """Every WD picks, from ``grid`` + 1 candidate powers, the one that minimises its own cost of
+    this block (see the module docstring for the two readings). The candidates are the powers (4)
+    that carry a back end of c = 0, W / (grid - 1), ..., W cycles (half a cycle more, so that the
+    floor in (3) keeps c), each capped at p_max, and p_max itself: the service depends on the
+    power only through that capacity, and a capacity above W serves no more than W."""
 
-    def __init__(self, reading: str = "end", grid: int = 129):
+    def __init__(self, reading: str = "end", grid: int = 33):
         self.reading = _check(reading)
+        if int(grid) < 2:
+            raise ValueError(f"grid: must be an integer >= 2, got {grid!r}")
         self.grid = int(grid)
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = ctx.params
-        self.powers = np.concatenate([[0.0], P.p_max * np.logspace(-9.0, 0.0, self.grid - 1)])
+        self.back_ends = P.task_cycles * np.arange(1, self.grid) / (self.grid - 1)  # c > 0
         self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
+
+    def candidates(self, h: np.ndarray) -> np.ndarray:
+        """(..., grid + 1) candidate powers of WDs with gains h, ascending: 0, the capped powers of
+        the back ends, p_max."""
+        P = self.ctx.params
+        with np.errstate(over="ignore"):
+            p = channel.power_for_bits(h[..., None], P.zeta * (self.back_ends + 0.5), P.bandwidth, P.snr_gap, P.tau)
+        zero = np.zeros(h.shape + (1,))
+        return np.concatenate([zero, np.minimum(p, P.p_max), zero + P.p_max], axis=-1)
 
     def block_cost(self, q: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
         """This block's own cost of WDs with queues q and gains h commanding powers p (broadcast)."""
@@ -79,8 +90,10 @@ class MyopicWD(WDPolicy):
         return P.w3 * left + P.w4 * energy
 
     def act(self, obs: Observation) -> np.ndarray:
-        cost = self.block_cost(obs.q[..., None], obs.h[..., None], self.powers)  # (S, K, grid)
-        return self.powers[np.argmin(cost, axis=-1)]  # the lowest power among equal costs
+        powers = self.candidates(obs.h)  # (S, K, grid + 1)
+        cost = self.block_cost(obs.q[..., None], obs.h[..., None], powers)
+        best = np.argmin(cost, axis=-1)[..., None]  # the lowest power among equal costs
+        return np.take_along_axis(powers, best, axis=-1)[..., 0]
 
 
 class MyopicServer(ServerPolicy):
@@ -108,7 +121,7 @@ class DriftPlusPenaltyWD(MyopicWD):
     drift of L = q_k^2 / (2 W^2) that the action moves (queues in tasks). The same grid search as
     :class:`MyopicWD`; ``V`` > 0 trades energy (large V) against queue (small V)."""
 
-    def __init__(self, V: float, grid: int = 129):
+    def __init__(self, V: float, grid: int = 33):
         if not (V > 0 and np.isfinite(V)):
             raise ValueError(f"V: must be a finite number > 0, got {V!r}")
         super().__init__("end", grid)
