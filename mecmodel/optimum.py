@@ -36,6 +36,7 @@ simulator (scheme ``optimal``), one solve per seed (each seed has its own user d
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from .params import ParamError, Params
 from .policies.base import PolicyContext, ServerPolicy, WDPolicy
 
 MAX_K = 2
+log = logging.getLogger("mecmodel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,17 +314,33 @@ class _Shared:
             m = model_for(P, mean_gain[s], grid)
             self.solutions.append(solve(m, P.gamma) if joint else decomposed(m, P.gamma))
         self.t = -1
+        self.warned: set[int] = set()
 
     def decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
         if obs.t != self.t:
             self.t, self.action = obs.t, self._decide(obs)
         return self.action
 
+    def _check_grid(self, m: Model, seed: int, q: np.ndarray, q_ser: float) -> None:
+        """Warn once per seed when a queue leaves the solver's grid: from there on the policy acts
+        as at the top level, and is no longer the optimum of the model it runs in."""
+        if seed not in self.warned and (np.any(q > (m.nx - 1) * m.unit) or q_ser > (m.ny - 1) * m.unit):
+            self.warned.add(seed)
+            log.warning(
+                "optimal: seed index %d left the queue grid of the exact solver (top %g WD tasks, %g server "
+                "tasks) at block %d; its policy is not optimal beyond (docs/model.md, note J)",
+                seed,
+                m.grid.wd_tasks,
+                m.grid.server_tasks,
+                self.t,
+            )
+
     def _decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
         ps, fs = [], []
         for s, sol in enumerate(self.solutions):  # a loop over seeds: S table look-ups per block
             m = sol.model
             P = m.P
+            self._check_grid(m, s, obs.q[s], float(obs.q_ser[s]))
             x = np.minimum(np.round(obs.q[s] / m.unit), m.nx - 1).astype(int)
             a = np.minimum(obs.beta[s].sum(axis=-1), m.na - 1).astype(int)
             hb = np.searchsorted(m.edges, obs.h[s] / m.mean_gain)

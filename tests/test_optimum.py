@@ -131,3 +131,12 @@ def test_simulated_cost_of_the_optimum_matches_its_value():
     diff = out["discounted_cost"] - vi
     half = 2.81 * diff.std(ddof=1) / np.sqrt(len(diff))
     assert abs(diff.mean()) <= half
+
+
+def test_leaving_the_solver_grid_is_reported(caplog):
+    """A far WD (it cannot offload) at lambda = 0.6 gets 3 tasks per block against the 2 it computes:
+    its queue grows past the solver's top level, and the run says so."""
+    P = make_params("default", {"K": 1, "arrival_prob": 0.6, "pathloss_a": 120.0})
+    with caplog.at_level("WARNING", logger="mecmodel"):
+        simulate_arrays(P, "optimal", [0], 200)
+    assert "left the queue grid of the exact solver" in caplog.text
