@@ -149,6 +149,9 @@ class DriftPlusPenaltyServer(ServerPolicy):
     def act(self, obs: Observation) -> np.ndarray:
         P = self.ctx.params
         W = P.task_cycles
-        # sqrt(q / (3 w2 xi)) / (W sqrt V): no product V w2 xi W^2 that could underflow to 0
-        best = np.sqrt(obs.q_ser / (3.0 * P.w2 * P.xi_ser)) / (W * np.sqrt(self.V)) if P.w2 > 0 else np.inf
+        # sqrt(q / 3) / (sqrt(w2) sqrt(xi) W sqrt(V)): square roots first, so that no product of
+        # tiny weights underflows to 0 (an empty queue serves nothing, whatever the weights)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            den = np.sqrt(P.w2) * np.sqrt(P.xi_ser) * W * np.sqrt(self.V)
+            best = np.where(obs.q_ser > 0, np.sqrt(obs.q_ser / 3.0) / den, 0.0)
         return equal_rates(obs.q_ser, best, P)
