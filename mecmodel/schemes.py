@@ -2,18 +2,26 @@
 
 A scheme pairs a WD policy (which transmit power p_k each WD commands, which fixes its task
 partition through (3)-(4)) with a server policy (the server CPU rates f^ser), see
-:mod:`mecmodel.policies`. Section VI's schemes and two references the paper lacks:
+:mod:`mecmodel.policies`. Section VI's schemes and the references the paper lacks:
 
-========== ================================================ =====================
-scheme     WDs                                              server
-========== ================================================ =====================
-proposed   Algorithm 1, partial offloading                  Algorithm 2
-binary     Algorithm 1, whole-task offloading               Algorithm 2
-even       every WD offloads the same share of a task       Algorithm 2
-random     each WD offloads a uniformly random share        Algorithm 2
-local      never offload (p = 0)                            Algorithm 2 (idle)
-offload    p = p_max: as much as the channel carries        Algorithm 2
-========== ================================================ =====================
+================== ============================================ ===========================
+scheme             WDs                                          server
+================== ============================================ ===========================
+proposed           Algorithm 1, partial offloading              Algorithm 2
+binary             Algorithm 1, whole-task offloading           Algorithm 2
+even               every WD offloads the same share of a task   Algorithm 2
+random             each WD offloads a uniformly random share    Algorithm 2
+local              never offload (p = 0)                        Algorithm 2 (idle)
+offload            p = p_max: as much as the channel carries    Algorithm 2
+even_min_energy    as even                                      MinEnergy
+offload_min_energy as offload                                   MinEnergy
+myopic             MyopicWD (this block's own cost)             MyopicServer
+dpp                DriftPlusPenaltyWD(V = 1)                    DriftPlusPenaltyServer(1)
+proposed_q         Algorithm 1's critic, descends learned Q     Algorithm 2's, likewise
+dpp_V* (unlisted)  DriftPlusPenaltyWD(V), the V sweep           DriftPlusPenaltyServer(V)
+optimal (K <= 2)   value iteration on the discretised model     (joint, centralised)
+decomposed (K<=2)  Theorem 1's decomposition, solved exactly    (best response)
+================== ============================================ ===========================
 
 Everything else reads this registry: the sweep's scheme lists (``scheme: all``, ``paper``,
 ``references``) and name checks, plot order (registration order), styles and panels,
