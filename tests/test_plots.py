@@ -182,6 +182,7 @@ def test_optimality_gap_is_paired_by_seed_and_zero_for_the_optimum(datasets):
     ds = datasets["optimality_gap"]
     fig = plots.build_figure("optimality_gap", ds)
     assert fig.axes[0].get_ylabel() == "(J − J*) / J*  (%)"
+    assert "gap to scheme optimal" in texts(fig) and "average cost" not in texts(fig)
     assert legend_labels(fig)[:2] == ["even", "optimal (ref.)"]
     even_line, opt_line = (c.lines[0].get_ydata() for c in fig.axes[0].containers[:2])
     np.testing.assert_array_equal(opt_line, 0.0)
