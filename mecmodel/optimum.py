@@ -36,6 +36,7 @@ simulator (scheme ``optimal``), one solve per seed (each seed has its own user d
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -104,6 +105,8 @@ class Model:
         self.served = np.round(served).astype(int)  # (nx, nc)
         self.off = np.round(off).astype(int)  # (nx, nc)
         e_loc = queues.local_energy(svc.local, n, tau, P.xi_wd)  # (nx, nc)
+        self.e_loc = e_loc
+        self.combos = np.array(list(itertools.product(range(self.nc), repeat=K)), dtype=int)  # joint actions
         h = self.mean_gain[:, None] * self.fade[None, :]  # (K, nh)
         with np.errstate(over="ignore"):
             p = channel.power_for_bits(
@@ -174,6 +177,8 @@ class Solution:
     iterations: int
     seconds: float
     residual: float
+    G: np.ndarray | None = None  # (nx^K, n_off, ny) the post-WD-action value (server step included)
+    joint: bool = True  # False: the WDs' actions were fixed (the decomposition)
 
     @property
     def states(self) -> int:
@@ -255,7 +260,16 @@ def solve(m: Model, gamma: float, wd_policy: np.ndarray | None = None, V0: np.nd
     c_best = np.argmin(_wd_step(m, G, ecost, rows), axis=1)
     if wd_policy is not None:  # the fixed joint action, as an index into the joint action grid
         c_best = np.zeros_like(c_best) + _joint_index(m, wd_policy)[:, None]
-    return Solution(m, V, c_best, s_best, it, time.perf_counter() - t0, residual)
+    if residual > stop:
+        log.warning(
+            "optimum: value iteration stopped after %d iterations with residual %.3g above %.3g (gamma %g); "
+            "raise Grid.max_iter",
+            it,
+            residual,
+            stop,
+            gamma,
+        )
+    return Solution(m, V, c_best, s_best, it, time.perf_counter() - t0, residual, G, wd_policy is None)
 
 
 def _joint_index(m: Model, wd_policy: np.ndarray) -> np.ndarray:
@@ -283,6 +297,8 @@ def wd_subproblem(m: Model, k: int, gamma: float) -> np.ndarray:
         V = V_new
         if done:
             break
+    else:
+        log.warning("optimum: WD %d's sub-problem did not converge in %d iterations (gamma %g)", k, g.max_iter, gamma)
     J = np.einsum("xb,xb->x", w, V.reshape(m.nx, -1))
     return np.argmin(ecost + gamma * J[post], axis=-1)
 
@@ -318,7 +334,8 @@ class _Shared:
 
     def decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
         if obs.t != self.t:
-            self.t, self.action = obs.t, self._decide(obs)
+            self.t = obs.t
+            self.action = self._decide(obs)
         return self.action
 
     def _check_grid(self, m: Model, seed: int, q: np.ndarray, q_ser: float) -> None:
@@ -336,28 +353,58 @@ class _Shared:
             )
 
     def _decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """Each seed's actions from its solution, at the gains actually observed.
+
+        The model priced each channel bin at its median. At the observed gain the joint policy
+        re-chooses the WD capacities by the same Bellman step, min_c sum_k w4 E_k(c_k, h_k) +
+        G(post(c), off(c), y), over the capacities that gain can carry below p_max (so no power is
+        ever clipped and the offload stays on the grid); ``decomposed`` keeps its WDs' own choice,
+        lowered to the largest feasible capacity. The server then leaves the queue (y - s) units
+        that its policy chose, so work off the grid is served too."""
         ps, fs = [], []
+        self.choices = []  # per seed: (WD capacities in units, units the server leaves), for tests
         for s, sol in enumerate(self.solutions):  # a loop over seeds: S table look-ups per block
             m = sol.model
             P = m.P
             self._check_grid(m, s, obs.q[s], float(obs.q_ser[s]))
             x = np.minimum(np.round(obs.q[s] / m.unit), m.nx - 1).astype(int)
             a = np.minimum(obs.beta[s].sum(axis=-1), m.na - 1).astype(int)
-            hb = np.searchsorted(m.edges, obs.h[s] / m.mean_gain)
+            h = obs.h[s]
             y = int(min(round(obs.q_ser[s] / m.unit), m.ny - 1))
-            w = np.ravel_multi_index((x, a, hb), (m.nx, m.na, m.nh))
-            wj = int(np.ravel_multi_index(tuple(w), (m.nw,) * m.K))
-            cj = int(sol.wd_action[wj, y])
-            c = np.array(np.unravel_index(cj, (m.nc,) * m.K))
-            post = np.minimum(x - m.served[x, c] + a * m.grid.per_task, m.nx - 1)
-            xp = int(np.ravel_multi_index(tuple(post), (m.nx,) * m.K))
-            units = int(sol.server_action[xp, int(m.off[x, c].sum()), y])
-            bits = P.zeta * (c * m.unit + 0.5)  # +half a cycle: the floor in (3) keeps c units
-            p = np.where(
-                c > 0, np.minimum(channel.power_for_bits(obs.h[s], bits, P.bandwidth, P.snr_gap, P.tau), P.p_max), 0.0
-            )
-            ps.append(p)
-            fs.append(np.full(P.n_slots, units * m.unit / (P.n_slots * P.tau)))
+            # (K, nc): the power each capacity needs at the observed gain, and the WD's energy cost
+            cap = np.arange(m.nc) * m.unit
+            with np.errstate(over="ignore"):
+                p_cmd = channel.power_for_bits(h[:, None], P.zeta * (cap + 0.5), P.bandwidth, P.snr_gap, P.tau)
+                off = m.off[x] * m.unit
+                p_tx = np.where(
+                    off > 0, channel.power_for_bits(h[:, None], P.zeta * off, P.bandwidth, P.snr_gap, P.tau), 0.0
+                )
+            feasible = (np.arange(m.nc) == 0) | (p_cmd <= P.p_max)
+            energy = np.where(feasible, P.w4 * (m.e_loc[x] + queues.offload_energy(p_tx, P.tau)), np.inf)
+            combos = m.combos  # (A, K) joint capacity indices, row-major
+            ks = np.arange(m.K)
+            post = np.minimum(x - m.served[x, combos] + a * m.grid.per_task, m.nx - 1)  # (A, K)
+            xp = np.ravel_multi_index(tuple(post.T), (m.nx,) * m.K)
+            off_tot = m.off[x, combos].sum(axis=1)
+            if sol.joint:
+                total = energy[ks, combos].sum(axis=1) + sol.G[xp, off_tot, y]
+                best = int(np.argmin(total))
+            else:
+                hb = np.searchsorted(m.edges, h / m.mean_gain)
+                w = np.ravel_multi_index((x, a, hb), (m.nx, m.na, m.nh))
+                c = np.array(
+                    np.unravel_index(
+                        int(sol.wd_action[int(np.ravel_multi_index(tuple(w), (m.nw,) * m.K)), y]), (m.nc,) * m.K
+                    )
+                )
+                c = np.array([max(j for j in range(ck + 1) if feasible[k, j]) for k, ck in enumerate(c)])
+                best = int(np.ravel_multi_index(tuple(c), (m.nc,) * m.K))
+            c = combos[best]
+            left = y - int(sol.server_action[xp[best], off_tot[best], y])  # units the server leaves
+            self.choices.append((c, left))
+            serve = max(float(obs.q_ser[s]) - left * m.unit, 0.0)
+            ps.append(np.where(c > 0, p_cmd[ks, c], 0.0))
+            fs.append(np.full(P.n_slots, np.ceil(serve / P.n_slots) / P.tau))
         return np.array(ps), np.array(fs)
 
 

@@ -79,6 +79,128 @@ def test_value_iteration_is_bellman_optimal_and_its_policy_attains_it(K):
     np.testing.assert_allclose(TV, V, rtol=0, atol=1e-7)  # V = T V: Bellman optimality (12)
     V_pi = np.linalg.solve(np.eye(len(V)) - P.gamma * P_pi, c_pi)  # the greedy policy, evaluated exactly
     np.testing.assert_allclose(V_pi, V, rtol=0, atol=1e-6)
+    # the policy the solver returns (what the simulator runs), evaluated exactly, attains V too
+    P_sol, c_sol = _solution_policy(m, sol)
+    V_sol = np.linalg.solve(np.eye(len(V)) - P.gamma * P_sol, c_sol)
+    np.testing.assert_allclose(V_sol, V, rtol=0, atol=1e-6)
+    # and start_value is the expectation of V over the first block's arrivals and channels
+    w = {(a, h): m.arrival_pmf[a] / m.nh for a in range(m.na) for h in range(m.nh)}
+    want = sum(
+        np.prod([w[o] for o in outs]) * V[_index(m, [(0, a, h) for a, h in outs], 0)]
+        for outs in itertools.product(w, repeat=K)
+    )
+    assert sol.start_value() == pytest.approx(want, rel=1e-12)
+
+
+def _index(m: optimum.Model, ws, y: int) -> int:
+    flat = 0
+    for x, a, h in ws:
+        flat = flat * m.nw + int(np.ravel_multi_index((x, a, h), (m.nx, m.na, m.nh)))
+    return flat * m.ny + y
+
+
+def _solution_policy(m: optimum.Model, sol: optimum.Solution):
+    """Transition matrix and cost of the solver's own arrays (wd_action, server_action), by loops."""
+    K, per = m.K, m.grid.per_task
+    wd_states = list(itertools.product(range(m.nx), range(m.na), range(m.nh)))
+    outcome_p = {(a, h): m.arrival_pmf[a] / m.nh for a in range(m.na) for h in range(m.nh)}
+    N = len(wd_states) ** K * m.ny
+    P_pi, c_pi = np.zeros((N, N)), np.empty(N)
+    for ws in itertools.product(wd_states, repeat=K):
+        for y in range(m.ny):
+            i = _index(m, ws, y)
+            cs = np.unravel_index(int(sol.wd_action.reshape(-1, m.ny)[i // m.ny, y]), (m.nc,) * K)
+            post = [min(x - m.served[x, c] + a * per, m.nx - 1) for (x, a, _), c in zip(ws, cs, strict=True)]
+            off = sum(int(m.off[x, c]) for (x, _, _), c in zip(ws, cs, strict=True))
+            xp = int(np.ravel_multi_index(tuple(post), (m.nx,) * K))
+            s_units = int(sol.server_action[xp, off, y])
+            assert 0 <= s_units <= y
+            c_pi[i] = (
+                m.P.w1 * y * m.unit
+                + sum(m.P.w3 * x * m.unit + m.wd_energy_cost[k][x, h, cs[k]] for k, (x, _, h) in enumerate(ws))
+                + m.server_energy_cost[s_units]
+            )
+            y2 = min(y - s_units + off, m.ny - 1)
+            for outs in itertools.product(outcome_p, repeat=K):
+                prob = np.prod([outcome_p[o] for o in outs])
+                P_pi[i, _index(m, [(x2, a2, h2) for x2, (a2, h2) in zip(post, outs, strict=True)], y2)] += prob
+    return P_pi, c_pi
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_the_model_is_the_simulator_on_its_grid(K):
+    """From grid states at the bins' median gains, one MECEnv.step with the optimal policy's action
+    gives exactly the model's next queues and cost (8): the discretised model is the simulator's."""
+    from mecmodel.env import Observation
+    from mecmodel.policies.base import PolicyContext
+
+    P = make_params("default", {"K": K, "n_slots": 3, "tau": 0.1})
+    env = MECEnv(P, [7])
+    env.reset()
+    grid = optimum.Grid.for_K(K)
+    shared = optimum._Shared(PolicyContext(P, (7,), env), grid, True)
+    m = shared.solutions[0].model
+    rng = np.random.default_rng(K)
+    checked = 0
+    for _ in range(150):
+        x = rng.integers(0, m.nx - 1, K)
+        a = rng.integers(0, m.na, K)
+        hb = rng.integers(0, m.nh, K)
+        y = int(rng.integers(0, m.ny - 1))
+        h = m.mean_gain * m.fade[hb]
+        beta = (np.arange(P.n_slots)[None, :] < a[:, None]).astype(float)
+        obs = Observation(0, (x * m.unit)[None], h[None], beta[None], np.array([y * m.unit]))
+        shared.t = -1
+        p, f = shared.decide(obs)
+        env.obs = obs
+        nxt, costs, info = env.step(optimum_action(p, f))
+        c, left = shared.choices[0]
+        # at the bin's median gain the choice is the solution's own (or one of equal value)
+        sol = shared.solutions[0]
+        w = np.ravel_multi_index((x, a, hb), (m.nx, m.na, m.nh))
+        table = np.unravel_index(int(sol.wd_action[int(np.ravel_multi_index(tuple(w), (m.nw,) * K)), y]), (m.nc,) * K)
+        (q_chosen, xp), (q_table, _) = (_q_value(sol, x, a, hb, y, np.asarray(cs)) for cs in (c, table))
+        assert q_chosen == pytest.approx(q_table, rel=1e-12, abs=1e-12)
+        assert y - left == sol.server_action[xp, int(m.off[x, c].sum()), y]
+        # the model's transition (1), (6) ...
+        raw = x - m.served[x, c] + a * m.grid.per_task
+        if np.any(raw > m.nx - 1) or left + m.off[x, c].sum() > m.ny - 1:
+            continue  # the model truncates at its top level (work dropped); the simulator does not
+        want_q = raw
+        np.testing.assert_allclose(nxt.q[0], want_q * m.unit, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(info.service.offload[0], m.off[x, c] * m.unit, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(nxt.q_ser[0], (left + m.off[x, c].sum()) * m.unit, rtol=0, atol=1e-3)
+        # ... and its cost (8), the WDs' energy at the bin's gain included
+        e_wd = sum(m.wd_energy_cost[k][x[k], hb[k], c[k]] for k in range(K))
+        cost = P.w1 * y * m.unit + m.server_energy_cost[y - left] + P.w3 * x.sum() * m.unit + e_wd
+        assert costs.total[0] == pytest.approx(cost, rel=1e-9)
+        checked += 1
+    assert checked >= 100
+
+
+def _q_value(sol: optimum.Solution, x, a, hb, y: int, cs: np.ndarray) -> tuple[float, int]:
+    """The Bellman step's value of WD capacities cs in a grid state, and the post-decision index."""
+    m = sol.model
+    post = np.minimum(x - m.served[x, cs] + a * m.grid.per_task, m.nx - 1)
+    xp = int(np.ravel_multi_index(tuple(post), (m.nx,) * m.K))
+    e = sum(m.wd_energy_cost[k][x[k], hb[k], cs[k]] for k in range(m.K))
+    return e + sol.G[xp, int(m.off[x, cs].sum()), y], xp
+
+
+def optimum_action(p, f):
+    from mecmodel.env import Action
+
+    return Action(p, f)
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_without_server_costs_the_decomposition_is_optimal(K):
+    """With w1 = w2 = 0 the server's cost vanishes and (9) separates into the WDs' sub-problems:
+    Theorem 1 holds, so the decomposition (which solves each WD alone) equals the joint optimum."""
+    P = make_params("default", {"K": K, "n_slots": 2, "tau": 0.25, "w1": 0.0, "w2": 0.0})
+    grid = optimum.Grid(per_task=2, wd_tasks=3, server_tasks=3, channel_levels=2, tol=1e-9)
+    m = optimum.Model(P, grid, np.array([80.0, 20.0])[:K], optimum.arrival_pmf(P))
+    np.testing.assert_allclose(optimum.decomposed(m, P.gamma).V, optimum.solve(m, P.gamma).V, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("K", [1, 2])
