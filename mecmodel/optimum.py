@@ -29,7 +29,7 @@ is within ``tol`` of the optimum of the discretised model (Puterman, Thm. 6.3.1)
 :func:`decomposed` solves Theorem 1's decomposition instead: each WD's own sub-MDP (16) (cost
 w3 q_k + w4 E_k, its own state) and the server's best response to those WD policies ((14), with
 the joint state), and evaluates the pair on the joint problem: the joint optimum minus it tests
-Theorem 1 numerically. :class:`OptimalWD` / :class:`OptimalServer` run a solution in the ordinary
+Theorem 1 numerically. :func:`policies` runs a solution in the ordinary
 simulator (scheme ``optimal``), one solve per seed (each seed has its own user drop).
 """
 
@@ -40,13 +40,14 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from . import channel, queues
 from .env import Observation
 from .params import ParamError, Params
+from .policies.agent import AgentServer, AgentWD, one_per_run
 from .policies.base import PolicyContext, ServerPolicy, WDPolicy
 
 MAX_K = 2
@@ -63,6 +64,10 @@ class Grid:
     channel_levels: int = 8
     tol: float = 1e-4  # distance of the greedy policy's value to the optimum, cost units
     max_iter: int = 5000
+
+    def stop(self, gamma: float) -> float:
+        """Sup-norm step below which the greedy policy is within ``tol`` of the optimum."""
+        return self.tol * (1.0 - gamma) / (2.0 * gamma)
 
     @classmethod
     def for_K(cls, K: int) -> Grid:
@@ -133,26 +138,27 @@ class Model:
     def joint(self, wd_policy: np.ndarray | None = None):
         """Arrays over (joint WD state, joint WD action): base queue cost, energy cost, flattened
         post-decision WD queues and total offload. ``wd_policy`` (K, nw) fixes each WD's action."""
-        P, K = self.P, self.K
-        xi, ai, hi = np.unravel_index(np.arange(self.nw), (self.nx, self.na, self.nh))
         per_wd = []
-        for k in range(K):  # K <= 2: a loop over at most two devices while building the model
-            post = np.minimum(xi[:, None] - self.served[xi] + ai[:, None] * self.grid.per_task, self.nx - 1)
-            ecost = self.wd_energy_cost[k][xi, hi]  # (nw, nc)
-            off = self.off[xi]
+        for k in range(self.K):  # K <= 2: a loop over at most two devices while building the model
+            qcost, ecost, post, off = self.wd_arrays(k)
             if wd_policy is not None:
                 c = wd_policy[k][:, None]
                 post, ecost, off = (np.take_along_axis(v, c, axis=1) for v in (post, ecost, off))
-            per_wd.append((post, ecost, off, P.w3 * xi * self.unit))
-        post, ecost, off, qcost = per_wd[0]
-        for post2, ecost2, off2, qcost2 in per_wd[1:]:
-            na2 = post2.shape[1]
+            per_wd.append((qcost, ecost, post, off))
+        qcost, ecost, post, off = per_wd[0]
+        for qcost2, ecost2, post2, off2 in per_wd[1:]:
             post = (post[:, None, :, None] * self.nx + post2[None, :, None, :]).reshape(len(post) * len(post2), -1)
             ecost = (ecost[:, None, :, None] + ecost2[None, :, None, :]).reshape(post.shape)
             off = (off[:, None, :, None] + off2[None, :, None, :]).reshape(post.shape)
             qcost = (qcost[:, None] + qcost2[None, :]).reshape(-1)
-            del na2
         return qcost, ecost, post, off
+
+    def wd_arrays(self, k: int):
+        """WD k alone over (its local state w = (x, a, h), action c): queue cost w3 q (nw,), energy
+        cost w4 E (nw, nc), post-decision queue (nw, nc) and offload (nw, nc), in units."""
+        xi, ai, hi = np.unravel_index(np.arange(self.nw), (self.nx, self.na, self.nh))
+        post = np.minimum(xi[:, None] - self.served[xi] + ai[:, None] * self.grid.per_task, self.nx - 1)
+        return self.P.w3 * xi * self.unit, self.wd_energy_cost[k][xi, hi], post, self.off[xi]
 
     def expectation_weights(self) -> np.ndarray:
         """(nw,) probability of each WD local state's (a, h) given x (summing to 1 over a, h)."""
@@ -243,7 +249,7 @@ def solve(m: Model, gamma: float, wd_policy: np.ndarray | None = None, V0: np.nd
     y = np.arange(m.ny)
     base = qcost[:, None] + P.w1 * y[None, :] * m.unit  # (N, ny)
     V = np.zeros_like(base) if V0 is None else V0.copy()
-    stop = g.tol * (1.0 - gamma) / (2.0 * gamma)
+    stop = g.stop(gamma)
     residual, it = np.inf, 0
     rows = post * ((m.nc - 1) * m.K + 1) + off
     while it < g.max_iter:
@@ -282,14 +288,11 @@ def _joint_index(m: Model, wd_policy: np.ndarray) -> np.ndarray:
 
 def wd_subproblem(m: Model, k: int, gamma: float) -> np.ndarray:
     """WD k's own sub-MDP (16): state (x, a, h), cost w3 q + w4 E; returns its greedy action (nw,)."""
-    P, g = m.P, m.grid
-    xi, ai, hi = np.unravel_index(np.arange(m.nw), (m.nx, m.na, m.nh))
-    post = np.minimum(xi[:, None] - m.served[xi] + ai[:, None] * g.per_task, m.nx - 1)  # (nw, nc)
-    ecost = m.wd_energy_cost[k][xi, hi]
-    base = P.w3 * xi * m.unit
+    g = m.grid
+    base, ecost, post, _ = m.wd_arrays(k)
     w = m.expectation_weights().reshape(m.nx, -1)
     V = np.zeros(m.nw)
-    stop = g.tol * (1.0 - gamma) / (2.0 * gamma)
+    stop = g.stop(gamma)
     for _ in range(g.max_iter):
         J = np.einsum("xb,xb->x", w, V.reshape(m.nx, -1))
         V_new = base + np.min(ecost + gamma * J[post], axis=-1)
@@ -332,10 +335,11 @@ class _Shared:
         self.t = -1
         self.warned: set[int] = set()
 
-    def decide(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, obs: Observation) -> np.ndarray:
+        """The joint action (S, K + n) = [p, f^ser] of this block, decided once per block."""
         if obs.t != self.t:
             self.t = obs.t
-            self.action = self._decide(obs)
+            self.action = np.concatenate(self._decide(obs), axis=1)
         return self.action
 
     def _check_grid(self, m: Model, seed: int, q: np.ndarray, q_ser: float) -> None:
@@ -408,35 +412,8 @@ class _Shared:
         return np.array(ps), np.array(fs)
 
 
-class OptimalWD(WDPolicy):
-    """The WDs' half of the optimal joint policy (centralised: it knows every queue and channel)."""
-
-    information = "centralised"
-
-    def __init__(self, grid: Grid | None = None, joint: bool = True):
-        self.grid, self.joint = grid, joint
-
-    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
-        super().reset(ctx, obs)
-        self.shared = _Shared(ctx, self.grid, self.joint)
-        SHARED[id(ctx.env)] = self.shared
-
-    def act(self, obs: Observation) -> np.ndarray:
-        return self.shared.decide(obs)[0]
-
-
-class OptimalServer(ServerPolicy):
-    """The server's half of the optimal joint policy."""
-
-    information = "centralised"
-
-    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
-        super().reset(ctx, obs)
-        self.shared = SHARED.pop(id(ctx.env))
-
-    def act(self, obs: Observation) -> np.ndarray:
-        return self.shared.decide(obs)[1]
-
-
-#: Hand-over of a run's solution from its WD policy to its server policy (reset in that order).
-SHARED: dict[int, _Shared] = {}
+def policies(joint: bool = True, grid: Grid | None = None) -> tuple[Callable[[], WDPolicy], Callable[[], ServerPolicy]]:
+    """The WD and server policy factories of scheme ``optimal`` (``joint=False``: ``decomposed``):
+    the two halves of one per-run :class:`_Shared` (centralised: it knows every queue and channel)."""
+    per_run = one_per_run(lambda ctx: _Shared(ctx, grid, joint))
+    return (lambda: AgentWD(per_run)), (lambda: AgentServer(per_run))

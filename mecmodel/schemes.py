@@ -44,7 +44,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .optimum import MAX_K, OptimalServer, OptimalWD
+from .optimum import MAX_K
+from .optimum import policies as optimum_policies
 from .params import ParamError
 from .policies.actor_critic import CriticDescentServer, CriticDescentWD
 from .policies.base import ServerPolicy, WDPolicy
@@ -367,18 +368,19 @@ register(
     style={"color": "#d55e00", "linestyle": (0, (3, 1, 1, 1)), "marker": "o", "linewidth": 1.2, "zorder": 3},
 )
 # The exact optimum of the discretised model, for K <= 2 (mecmodel.optimum; docs/model.md, note J).
+_OPTIMAL, _DECOMPOSED = optimum_policies(joint=True), optimum_policies(joint=False)
 register(
     "optimal",
-    wd=OptimalWD,
-    server=OptimalServer,
+    wd=_OPTIMAL[0],
+    server=_OPTIMAL[1],
     description="reference: the optimal joint policy of the discretised model (value iteration), K <= 2",
     style={"color": "black", "linestyle": "-", "marker": "*", "linewidth": 1.5, "zorder": 7},
     max_K=MAX_K,
 )
 register(
     "decomposed",
-    wd=lambda: OptimalWD(joint=False),
-    server=OptimalServer,
+    wd=_DECOMPOSED[0],
+    server=_DECOMPOSED[1],
     description="reference: Theorem 1's decomposition solved exactly: each WD's sub-MDP (16), the server's best response (14), K <= 2",
     style={"color": "0.1", "linestyle": (0, (1, 2)), "marker": "*", "linewidth": 1.2, "zorder": 6},
     max_K=MAX_K,

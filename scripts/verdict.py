@@ -15,22 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from mecmodel import schemes
+from mecmodel.plots import mean_ci
 
 PAPER = ("proposed", "binary", "even", "random")
 
 
-def interval(v: np.ndarray) -> tuple[float, float]:
-    v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (float(v.mean()) if v.size else np.nan), np.nan
-    return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-
-
 def fmt(v: np.ndarray, unit: str = "") -> str:
-    m, h = interval(v)
+    mean, _, hi, _ = mean_ci(v)
+    m, h = float(mean), float(hi - mean)
     if not np.isfinite(m):
         return "n/a"
     spec = ".0f" if abs(m) >= 100 else ".3g"

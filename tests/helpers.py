@@ -229,3 +229,25 @@ def assert_same_results(got: Path, ref: Path, figures: bool = True, subset: bool
         elif figures:
             assert a[rel].read_bytes() == b[rel].read_bytes(), f"{rel} differs"
     return len(a)
+
+
+def drive(P, wd, server, seeds=(0, 1), blocks: int = 50, each: Callable | None = None):
+    """Run a WD and a server policy through MECEnv by hand (no simulator): returns the cycles that
+    arrived and were computed (locally or at the server) per seed, and the last observation;
+    ``each(obs)`` sees every observation after a step."""
+    from mecmodel.env import Action, MECEnv
+    from mecmodel.policies import PolicyContext
+
+    env = MECEnv(P, list(seeds))
+    obs = env.reset()
+    ctx = PolicyContext(P, tuple(seeds), env)
+    wd.reset(ctx, obs)
+    server.reset(ctx, obs)
+    arrived = done = 0.0
+    for _ in range(blocks):
+        obs, _, info = env.step(Action(wd.act(obs), server.act(obs)))
+        arrived += info.arrivals.sum(axis=1) * P.task_cycles
+        done += info.service.local.sum(axis=1) + info.served.sum(axis=1)
+        if each is not None:
+            each(obs)
+    return arrived, done, obs

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import drive
 
 from mecmodel import channel, queues
-from mecmodel.env import Action, MECEnv, Observation
+from mecmodel.env import MECEnv, Observation
 from mecmodel.params import make_params
 from mecmodel.policies import PolicyContext
 from mecmodel.policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
@@ -21,6 +22,13 @@ def _ctx(P, S):
 def _obs(P, q, h, q_ser):
     q, h = np.asarray(q, float), np.asarray(h, float)
     return Observation(0, q, h, np.zeros((*q.shape, P.n_slots)), np.asarray(q_ser, float))
+
+
+def _choose(pol, P, q, h):
+    """A WD rule's powers for queues q and gains h (seeds x WDs), and its candidate powers."""
+    obs = _obs(P, q, h, np.zeros(len(q)))
+    pol.reset(_ctx(P, len(q)), obs)
+    return pol.act(obs), pol.candidates(h)
 
 
 def _served_and_energy(P, q, h, p):
@@ -46,10 +54,7 @@ def test_wd_choice_is_the_grid_minimum(reading, rule):
     rng = np.random.default_rng(1)
     q = rng.integers(0, 5, (3, 4)) * P.task_cycles + rng.integers(0, 10**8, (3, 4))
     h = 10 ** rng.uniform(1, 6, (3, 4))  # the default drop's gains over noise: about 1 to 1e8 W^-1
-    pol = MyopicWD(reading, grid=33)
-    pol.reset(_ctx(P, 3), _obs(P, q, h, np.zeros(3)))
-    p = pol.act(_obs(P, q, h, np.zeros(3)))
-    cands = pol.candidates(h)
+    p, cands = _choose(MyopicWD(reading, grid=33), P, q, h)
     assert cands.shape == (3, 4, 34) and np.all(np.diff(cands, axis=-1) >= 0)
     assert p.shape == (3, 4) and ((p >= 0) & (p <= P.p_max)).all()
     for s in range(3):
@@ -65,11 +70,7 @@ def test_wd_start_reading_minimises_energy_alone():
     rng = np.random.default_rng(3)
     q = rng.integers(1, 4, (2, 5)) * P.task_cycles
     h = 10 ** rng.uniform(1, 6, (2, 5))
-    pol = MyopicWD("start", grid=33)
-    obs = _obs(P, q, h, np.zeros(2))
-    pol.reset(_ctx(P, 2), obs)
-    p = pol.act(obs)
-    cands = pol.candidates(h)
+    p, cands = _choose(MyopicWD("start", grid=33), P, q, h)
     for s in range(2):
         for k in range(5):
             energy = [(_one_cost(P, q[s, k], h[s, k], g, "start") - P.w3 * q[s, k]) / P.w4 for g in cands[s, k]]
@@ -123,17 +124,7 @@ def test_server_start_reading_idles_and_bad_reading_is_refused():
 
 def test_myopic_pair_runs_and_conserves_work():
     P = make_params("default", {"K": 5, "arrival_prob": 0.5})
-    env = MECEnv(P, [0, 1])
-    obs = env.reset()
-    ctx = PolicyContext(P, (0, 1), env)
-    wd, srv = MyopicWD(), MyopicServer()
-    wd.reset(ctx, obs)
-    srv.reset(ctx, obs)
-    arrived = done = 0.0
-    for _ in range(50):
-        obs, _, info = env.step(Action(wd.act(obs), srv.act(obs)))
-        arrived += info.arrivals.sum(axis=1) * P.task_cycles
-        done += info.service.local.sum(axis=1) + info.served.sum(axis=1)
+    arrived, done, obs = drive(P, MyopicWD(), MyopicServer(), blocks=50)
     np.testing.assert_array_equal(arrived, done + obs.q.sum(axis=1) + obs.q_ser)
 
 
@@ -150,11 +141,7 @@ def test_dpp_wd_choice_is_the_grid_minimum(V):
     rng = np.random.default_rng(2)
     q = rng.integers(0, 6, (2, 4)) * P.task_cycles + rng.integers(0, 10**8, (2, 4))
     h = 10 ** rng.uniform(1, 6, (2, 4))
-    pol = DriftPlusPenaltyWD(V, grid=33)
-    obs = _obs(P, q, h, np.zeros(2))
-    pol.reset(_ctx(P, 2), obs)
-    p = pol.act(obs)
-    cands = pol.candidates(h)
+    p, cands = _choose(DriftPlusPenaltyWD(V, grid=33), P, q, h)
     for s in range(2):
         for k in range(4):
             costs = [_dpp_cost(P, q[s, k], h[s, k], g, V) for g in cands[s, k]]

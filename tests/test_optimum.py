@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mecmodel import optimum, sweep
-from mecmodel.env import MECEnv
+from mecmodel.env import Action, MECEnv, Observation
 from mecmodel.params import ParamError, make_params
 from mecmodel.simulation import simulate_arrays
 
@@ -131,7 +131,6 @@ def _solution_policy(m: optimum.Model, sol: optimum.Solution):
 def test_the_model_is_the_simulator_on_its_grid(K):
     """From grid states at the bins' median gains, one MECEnv.step with the optimal policy's action
     gives exactly the model's next queues and cost (8): the discretised model is the simulator's."""
-    from mecmodel.env import Observation
     from mecmodel.policies.base import PolicyContext
 
     P = make_params("default", {"K": K, "n_slots": 3, "tau": 0.1})
@@ -151,9 +150,9 @@ def test_the_model_is_the_simulator_on_its_grid(K):
         beta = (np.arange(P.n_slots)[None, :] < a[:, None]).astype(float)
         obs = Observation(0, (x * m.unit)[None], h[None], beta[None], np.array([y * m.unit]))
         shared.t = -1
-        p, f = shared.decide(obs)
+        joint = shared(obs)
         env.obs = obs
-        nxt, costs, info = env.step(optimum_action(p, f))
+        nxt, costs, info = env.step(Action(joint[:, :K], joint[:, K:]))
         c, left = shared.choices[0]
         # at the bin's median gain the choice is the solution's own (or one of equal value)
         sol = shared.solutions[0]
@@ -185,12 +184,6 @@ def _q_value(sol: optimum.Solution, x, a, hb, y: int, cs: np.ndarray) -> tuple[f
     xp = int(np.ravel_multi_index(tuple(post), (m.nx,) * m.K))
     e = sum(m.wd_energy_cost[k][x[k], hb[k], cs[k]] for k in range(m.K))
     return e + sol.G[xp, int(m.off[x, cs].sum()), y], xp
-
-
-def optimum_action(p, f):
-    from mecmodel.env import Action
-
-    return Action(p, f)
 
 
 @pytest.mark.parametrize("K", [1, 2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import drive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,21 +75,11 @@ def test_full_speed_is_f_ser_max():
 def test_server_rules_pair_with_any_wd_policy(server):
     """In the loop, with the never- and always-offload WDs: work is conserved to the cycle and the
     server queue follows (6)."""
-    from mecmodel.env import Action
+
+    def integer_server_queue(obs):
+        assert (obs.q_ser == np.round(obs.q_ser)).all()
 
     P = make_params("default", {"K": 4, "arrival_prob": 0.5, "f_ser_max": 2e9})
     for wd in (FixedPower(0.0), FixedPower(1.0)):
-        env = MECEnv(P, [0, 1])
-        obs = env.reset()
-        ctx = PolicyContext(P, (0, 1), env)
-        srv = server()
-        wd.reset(ctx, obs)
-        srv.reset(ctx, obs)
-        arrived = served = 0.0
-        for _ in range(60):
-            _, _, info = env.step(Action(wd.act(obs), srv.act(obs)))
-            arrived += info.arrivals.sum(axis=1) * P.task_cycles
-            served += info.service.local.sum(axis=1) + info.served.sum(axis=1)
-            obs = env.obs
-            assert (obs.q_ser == np.round(obs.q_ser)).all()
+        arrived, served, obs = drive(P, wd, server(), blocks=60, each=integer_server_queue)
         np.testing.assert_array_equal(arrived, served + obs.q.sum(axis=1) + obs.q_ser)

@@ -82,8 +82,24 @@ class _Joint:
         return self.action
 
 
+def one_per_run(make: Callable[[PolicyContext], Any]) -> Callable[[PolicyContext], Any]:
+    """``make(ctx)`` once per run: the WD and the server halves of a joint scheme (reset with the
+    same context) get the same object; a new run drops the previous one."""
+    made: dict[int, Any] = {}
+
+    def get(ctx: PolicyContext) -> Any:
+        key = id(ctx)
+        if key not in made:
+            made.clear()
+            made[key] = make(ctx)
+        return made[key]
+
+    return get
+
+
 class _AgentHalf:
-    """The WD or the server half of an agent scheme: its slice of the joint action."""
+    """The WD or the server half of a joint scheme: its slice of the joint action (S, K + n),
+    which ``joint(ctx)`` gives per run as a callable of the observation."""
 
     information = "centralised"
 
@@ -116,17 +132,14 @@ def register_agent(
         raise ParamError(f"weights: no such file {str(path.resolve())!r}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     act_cache: dict[str, Callable] = {}
-    joints: dict[int, _Joint] = {}
 
-    def joint(ctx: PolicyContext) -> _Joint:
+    def make(ctx: PolicyContext) -> _Joint:
         # The WD and the server halves of one run share one agent call per block.
-        key = id(ctx)
-        if key not in joints:
-            if "act" not in act_cache:
-                act_cache["act"] = _resolve(load)(str(path))
-            joints.clear()
-            joints[key] = _Joint(act_cache["act"], ctx.K, ctx.params.n_slots)
-        return joints[key]
+        if "act" not in act_cache:
+            act_cache["act"] = _resolve(load)(str(path))
+        return _Joint(act_cache["act"], ctx.K, ctx.params.n_slots)
+
+    joint = one_per_run(make)
 
     source = sys._getframe(1).f_globals.get("__name__", "?")
     return register(
