@@ -16,12 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__version__ = "0.1.0"
+__version__: str  # from the installed package metadata (pyproject.toml), read on first use
 
 __all__ = ["__version__", "simulate", "simulate_params", "make_params", "ParamError", "SCHEMES"]
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        from .version import package_version
+
+        return package_version()
     # Light import: `mecmodel --help` and `mecmodel params` need neither numpy nor xarray.
     if name in ("make_params", "ParamError", "Params"):
         from . import params

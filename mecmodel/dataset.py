@@ -10,15 +10,15 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .atomic import atomic_paths
 from .params import FIELD_BY_NAME, Params, stable_hash
 from .sweep import POINT_DIMS
+from .version import package_version
 
 # name: (units, long_name)
 SERIES = {
@@ -40,6 +40,16 @@ SERIES = {
     "alg1_rel_change": ("1", "Algorithm 1: ||theta_t+1 - theta_t|| / ||theta_t||, mean over WDs"),
     "alg2_td_error": ("1", "Algorithm 2: |TD error| (31)"),
     "alg2_rel_change": ("1", "Algorithm 2: ||eta_t+1 - eta_t|| / ||eta_t||"),
+}
+#: Per-seed long-run averages (over the last ``average_fraction`` of the blocks, as average_cost):
+#: what MEC papers report. Queues in tasks (cycles / W), UDUNITS' "1" with the unit in long_name.
+METRICS = {
+    "mean_queue_wd": ("1", "time-average WD queue in tasks (cycles / W), mean over WDs"),
+    "mean_queue_server": ("1", "time-average server queue in tasks (cycles / W)"),
+    "mean_energy_wd": ("J", "average energy per block of one WD, local (2) + offloading (5), mean over WDs"),
+    "mean_energy_server": ("J", "average server energy per block, (7)"),
+    "mean_energy": ("J", "average energy per block of the whole system, every WD and the server"),
+    "offloaded_share": ("1", "share of the cycles the WDs served that were offloaded to the server"),
 }
 DEVICE = {
     "wd_queue_k": ("cycle", "WD queue at the start of the block"),
@@ -88,6 +98,12 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
             ),
         }
     )
+    for k, (u, n) in METRICS.items():
+        data[k] = (
+            pdims,
+            per_seed(out["metrics"][k]),
+            {"units": u, "long_name": f"{n}, blocks >= {out['average_from']}"},
+        )
     for k, v in out["work"].items():
         data[f"work_{k}"] = (
             pdims,
@@ -111,7 +127,7 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
             pdims,
             per_seed(a["converged_block_median"] if a else nanv),
             {
-                "units": "block",
+                "units": "1",
                 "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: median block at which the {who} converged (NaN: not converged or not learning)",
             },
         )
@@ -119,7 +135,7 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
             pdims,
             per_seed(a["converged_block_max"] if a else nanv),
             {
-                "units": "block",
+                "units": "1",
                 "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: block at which the last of the {who} converged (NaN: not all converged)",
             },
         )
@@ -131,7 +147,7 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
         data[f"{alg}_diverged_block"] = (
             pdims,
             per_seed(a["diverged_block"] if a else np.full(len(seeds), -1), np.int64),
-            {"units": "block", "long_name": f"first block at which a learner of the {who} diverged (-1: never)"},
+            {"units": "1", "long_name": f"first block at which a learner of the {who} diverged (-1: never)"},
         )
     div = np.zeros(len(seeds), dtype=bool)
     for a in out["agents"].values():
@@ -164,8 +180,11 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
     attrs = {
         "title": "mecmodel simulation of sequential DNN task offloading",
         "Conventions": "CF-1.10",
-        "source": f"mecmodel {__version__}",
-        "mecmodel_version": __version__,
+        # No time stamp: the same config and seeds give an identical file.
+        "history": f"mecmodel {package_version()} simulate: preset {P.preset}, scheme {scheme}, "
+        f"seeds {', '.join(map(str, seeds))}, {blocks} blocks",
+        "source": f"mecmodel {package_version()}",
+        "mecmodel_version": package_version(),
         "preset": P.preset,
         "scheme": scheme,
         "blocks": blocks,
@@ -192,12 +211,17 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
 
 
 def encoding(ds) -> dict:
-    """zlib-compressed variables for NetCDF4."""
+    """NetCDF4 encoding: zlib-compressed variables, NaN as the floats' fill value; no fill value on
+    coordinates and strings as character arrays (CF 1.10 sections 2.5.1 and 2.2)."""
     enc = {}
     for name, var in ds.data_vars.items():
         enc[name] = {"zlib": True, "complevel": 4}
         if var.dtype.kind == "f":
             enc[name]["_FillValue"] = np.nan
+    for name, var in ds.coords.items():
+        enc[name] = {"_FillValue": None}
+        if var.dtype.kind in "OU":
+            enc[name]["dtype"] = "S1"
     return enc
 
 
@@ -209,10 +233,7 @@ def write_atomic(ds, path: str | os.PathLike) -> Path:
     (disk full, file size limit) raises :class:`OSError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_paths(path) as (tmp,):
         try:
             ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding(ds))
         except RuntimeError as e:
@@ -220,16 +241,4 @@ def write_atomic(ds, path: str | os.PathLike) -> Path:
             raise OSError(
                 errno.EIO, f"the NetCDF library could not write the file ({e}); is the disk full?", str(path)
             ) from None
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path

@@ -17,7 +17,6 @@ seaborn are imported inside the functions that need them, so listing :data:`FIGU
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -652,30 +651,16 @@ def build_figure(name: str, ds: xr.Dataset) -> Figure:
 
 def _save_atomic(fig: Figure, targets: list[tuple[Path, str]]) -> None:
     """Render to temporary names beside the targets, then rename: a failure leaves no final file."""
-    tmps: list[str] = []
-    try:
-        for path, fmt in targets:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-            os.close(fd)
-            tmps.append(tmp)
+    from .atomic import atomic_paths
+
+    with atomic_paths(*(path for path, _ in targets), fsync=False) as tmps:
+        for (path, fmt), tmp in zip(targets, tmps, strict=True):
             meta = {"CreationDate": None} if fmt == "pdf" else {}  # keep the PDF bytes reproducible
             try:
                 fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.08, metadata=meta)
             except OSError as e:
                 # Name the file the user asked for, not the temporary one.
                 raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-        umask = os.umask(0)
-        os.umask(umask)
-        for (path, _), tmp in zip(targets, tmps, strict=True):
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
 
 
 def plot(name: str, input_path: str | os.PathLike, png_path: str | os.PathLike, pdf_path: str | os.PathLike) -> None:

@@ -146,7 +146,11 @@ def aggregate(
         combined.attrs["experiment_config"] = json.dumps(config, sort_keys=True)
     combined.attrs["model_params_json"] = json.dumps(ref_params, sort_keys=True)
     combined.attrs["n_runs"] = len(runs)
-    combined.attrs["history"] = f"mecmodel.results.aggregate of {len(runs)} run files"
+    from .version import package_version
+
+    combined.attrs["history"] = (
+        f"mecmodel {package_version()} aggregate: experiment {experiment or '-'}, {len(runs)} run files"
+    )
     return write_atomic(combined, output)
 
 

@@ -105,6 +105,9 @@ def simulate_arrays(
     rec = {k: np.full((S, blocks), np.nan) for k in SERIES}
     dev = {k: np.zeros((S, blocks, K)) for k in DEVICE} if per_device else {}
     work = {k: np.zeros(S) for k in ("arrived", "local", "server", "offloaded")}
+    # Long-run averages are taken over blocks >= start, the last average_fraction of the run.
+    start = blocks - max(1, int(round(P.average_fraction * blocks)))
+    window = {k: np.zeros(S) for k in ("local", "offloaded")}
 
     steps = range(blocks)
     if progress:
@@ -143,6 +146,9 @@ def simulate_arrays(
         work["local"] += local_sum
         work["server"] += info.served.sum(axis=1)
         work["offloaded"] += off_sum
+        if t >= start:
+            window["local"] += local_sum
+            window["offloaded"] += off_sum
 
         # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
         tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
@@ -156,9 +162,12 @@ def simulate_arrays(
         obs = next_obs
 
     # --- summaries per seed ---
-    start = blocks - max(1, int(round(P.average_fraction * blocks)))
     rate = K * P.arrival_prob / tau  # tasks per second offered
     in_system = (rec["wd_queue_mean"][:, start:] * K + rec["server_queue"][:, start:]) / W
+    energy_wd = (rec["energy_local"][:, start:] + rec["energy_offload"][:, start:]) / K
+    served = window["local"] + window["offloaded"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(served > 0, window["offloaded"] / served, np.nan)
     out = {
         "series": rec,
         "device": dev,
@@ -168,6 +177,15 @@ def simulate_arrays(
         "average_cost": rec["cost"][:, start:].mean(axis=1),
         "latency": in_system.mean(axis=1) / rate,
         "average_from": start,
+        # What MEC papers report, over the same window (mecmodel.dataset.METRICS; docs/model.md, note L).
+        "metrics": {
+            "mean_queue_wd": rec["wd_queue_mean"][:, start:].mean(axis=1) / W,
+            "mean_queue_server": rec["server_queue"][:, start:].mean(axis=1) / W,
+            "mean_energy_wd": energy_wd.mean(axis=1),
+            "mean_energy_server": rec["energy_server"][:, start:].mean(axis=1),
+            "mean_energy": (energy_wd * K + rec["energy_server"][:, start:]).mean(axis=1),
+            "offloaded_share": share,
+        },
         "work": {**work, "queued": obs.q.sum(axis=1) + obs.q_ser},
         "mean_gain": env.mean_gain,
         "distance": env.distance,
