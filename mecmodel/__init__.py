@@ -50,12 +50,16 @@ def simulate(
     overrides: Mapping[str, Any] | None = None,
     per_device: bool = False,
     progress: bool = False,
+    scheme_params: Mapping[str, Any] | None = None,
+    sweep: Sequence[str] = (),
 ):
     """Simulate one operating point for several seeds and return an ``xarray.Dataset``.
 
     ``K``, ``arrival_prob`` and ``gamma`` override the preset's values; any other model
     parameter goes in ``overrides`` (see ``mecmodel params``). ``seeds`` is a count
-    (seeds 0..n-1) or a list of seed values.
+    (seeds 0..n-1) or a list of seed values. ``scheme_params`` sets the parameters the scheme
+    declares (``mecmodel schemes``, e.g. dpp's V); the names in ``sweep`` (model or scheme
+    parameters) become length-1 dimensions with a coordinate, as the axes of a sweep.
     """
     from .params import ParamError, make_params
 
@@ -66,7 +70,16 @@ def simulate(
         if val is not None:
             over[key] = val
     P = make_params(preset, over)
-    return simulate_params(P, scheme=scheme, seeds=seeds, blocks=blocks, per_device=per_device, progress=progress)
+    return simulate_params(
+        P,
+        scheme=scheme,
+        seeds=seeds,
+        blocks=blocks,
+        per_device=per_device,
+        progress=progress,
+        scheme_params=scheme_params,
+        sweep=sweep,
+    )
 
 
 def simulate_params(
@@ -77,11 +90,28 @@ def simulate_params(
     blocks: int = 2000,
     per_device: bool = False,
     progress: bool = False,
+    scheme_params: Mapping[str, Any] | None = None,
+    sweep: Sequence[str] = (),
 ):
     """:func:`simulate` for parameters already built with :func:`make_params`."""
     from .dataset import build_dataset
+    from .params import ParamError
+    from .schemes import get_scheme
     from .simulation import simulate_arrays
 
-    out = simulate_arrays(P, scheme, seeds, blocks, per_device=per_device, progress=progress)
+    declared = get_scheme(scheme).params
+    for name in sweep:
+        if name not in P.values and name not in declared:
+            raise ParamError(f"sweep: {name!r} is neither a model parameter nor a parameter of scheme {scheme!r}")
+        if name in ("K", "arrival_prob", "gamma"):
+            raise ParamError(f"sweep: {name} is always a dimension of a run; list the others")
+    out = simulate_arrays(
+        P, scheme, seeds, blocks, per_device=per_device, progress=progress, scheme_params=scheme_params
+    )
     run = {"scheme": scheme, "seeds": out["seeds"], "blocks": blocks, "per_device": per_device}
-    return build_dataset(out, P, scheme, blocks, run)
+    # Only when used, so that the hashes of runs made before these options existed stay the same.
+    if out["scheme_params"]:
+        run["scheme_params"] = out["scheme_params"]
+    if sweep:
+        run["sweep"] = sorted(sweep)
+    return build_dataset(out, P, scheme, blocks, run, sweep)

@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override one parameter (repeatable); the value is read as YAML",
     )
+    s.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a swept parameter (repeatable): a model parameter or one the scheme declares; "
+        "set like --set and made a length-1 dimension of the run file, as the sweep's axes are",
+    )
     s.add_argument("--per-device", action="store_true", help="also store per-WD series (adds the wd dim)")
     s.add_argument(
         "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: only on a terminal)"
@@ -110,6 +118,23 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         if not eq or not k.strip():
             raise _Fail(f"--set: expected NAME=VALUE, got {item!r}")
         over[k.strip()] = _yaml_value(v)
+    from .params import FIELD_BY_NAME
+    from .schemes import get_scheme
+
+    scheme_params: dict = {}
+    swept: list[str] = []
+    for item in a.sweep:
+        k, eq, v = item.partition("=")
+        k = k.strip()
+        if not eq or not k:
+            raise _Fail(f"--sweep: expected NAME=VALUE, got {item!r}")
+        if k in FIELD_BY_NAME:
+            over[k] = _yaml_value(v)
+        elif k in get_scheme(a.scheme).params:
+            scheme_params[k] = _yaml_value(v)
+        else:
+            raise _Fail(f"--sweep: {k!r} is neither a model parameter nor a parameter of scheme {a.scheme!r}")
+        swept.append(k)
     for name, text, kind in (("K", a.K, int), ("arrival_prob", a.arrival_prob, float), ("gamma", a.gamma, float)):
         v = _number(name, text, kind)
         if v is not None:
@@ -123,10 +148,9 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         raise _Fail(f"blocks: must be an integer >= 1, got {blocks}")
     # Validate everything before any work; the parameters are built once.
     P = make_params(a.preset, over)
-    from .schemes import get_scheme
     from .simulation import check_run
 
-    get_scheme(a.scheme)
+    get_scheme(a.scheme).param_values(scheme_params, "--sweep")
     seeds = check_run(P, seeds, blocks, a.per_device)
     if not a.output.endswith((".nc", ".nc4")):
         raise _Fail(f"output: must end in .nc, got {a.output!r}")
@@ -135,7 +159,16 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from .dataset import write_atomic
 
     progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
-    ds = simulate_params(P, scheme=a.scheme, seeds=seeds, blocks=blocks, per_device=a.per_device, progress=progress)
+    ds = simulate_params(
+        P,
+        scheme=a.scheme,
+        seeds=seeds,
+        blocks=blocks,
+        per_device=a.per_device,
+        progress=progress,
+        scheme_params=scheme_params,
+        sweep=swept,
+    )
     try:
         write_atomic(ds, a.output)
     except OSError as e:

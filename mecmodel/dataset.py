@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,40 @@ DEVICE = {
 }
 
 
-def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str, Any]):
-    """Assemble the Dataset from :func:`mecmodel.simulation.simulate_arrays` output."""
+#: Field units UDUNITS does not know: a coordinate of such a field gets units "1" and the unit in its long_name.
+NOT_UDUNITS = ("dB", "task", "block")
+
+
+def axis_attrs(name: str, scheme: str) -> dict[str, str]:
+    """CF attrs of a swept parameter's coordinate: a model parameter's or a scheme parameter's."""
+    from .schemes import SCHEMES
+
+    declared = [SCHEMES[scheme]] if scheme in SCHEMES else []
+    declared += list(SCHEMES.values())  # a scheme without it shares the axis of one that has it
+    spec = FIELD_BY_NAME.get(name) or next((s.params[name] for s in declared if name in s.params), None)
+    if spec is None:
+        return {"units": "1", "long_name": f"swept parameter {name}"}
+    if spec.unit in NOT_UDUNITS:
+        return {"units": "1", "long_name": f"{spec.doc} [{spec.unit}]"}
+    return {"units": spec.unit, "long_name": spec.doc}
+
+
+def point_dims(sweep: Sequence[str] = ()) -> tuple[str, ...]:
+    """A run's length-1 dims: K, arrival_prob, gamma, the other swept parameters by name, scheme."""
+    return (*POINT_DIMS[:-1], *sorted(sweep), POINT_DIMS[-1])
+
+
+def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str, Any], sweep: Sequence[str] = ()):
+    """Assemble the Dataset from :func:`mecmodel.simulation.simulate_arrays` output.
+
+    ``sweep`` names parameters besides K, arrival_prob and gamma (model parameters or the
+    scheme's) that become length-1 dimensions with a coordinate, as a sweep's axes.
+    """
     import xarray as xr
 
     seeds = np.asarray(out["seeds"], dtype=np.int64)
-    lead = (1, 1, 1, 1)
+    dims_point = point_dims(sweep)
+    lead = (1,) * len(dims_point)
 
     def series(a):
         return np.asarray(a, dtype=np.float32).reshape(lead + a.shape)
@@ -72,12 +101,12 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
     def per_seed(a, dtype=np.float64):
         return np.asarray(a, dtype=dtype).reshape(lead + a.shape)
 
-    sdims = POINT_DIMS + ("seed", "block")
+    sdims = dims_point + ("seed", "block")
     data = {k: (sdims, series(out["series"][k]), {"units": u, "long_name": n}) for k, (u, n) in SERIES.items()}
     for k, (u, n) in DEVICE.items():
         if k in out["device"]:
             data[k] = (sdims + ("wd",), series(out["device"][k]), {"units": u, "long_name": n})
-    pdims = POINT_DIMS + ("seed",)
+    pdims = dims_point + ("seed",)
     gamma = P.gamma
     data.update(
         {
@@ -171,6 +200,14 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
             {"units": "1", "long_name": "task arrival probability per slot"},
         ),
         "gamma": ("gamma", np.array([gamma]), {"units": "1", "long_name": "discount factor"}),
+        **{
+            name: (
+                name,
+                np.array([P.values[name] if name in P.values else out["scheme_params"][name]]),
+                axis_attrs(name, scheme),
+            )
+            for name in sorted(sweep)
+        },
         "scheme": ("scheme", np.array([scheme], dtype=object), {"long_name": "offloading scheme"}),
         "seed": ("seed", seeds, {"units": "1", "long_name": "random seed"}),
         "block": ("block", np.arange(blocks, dtype=np.int64), {"units": "1", "long_name": "decision block index t"}),
@@ -193,6 +230,7 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
         "model_hash": P.model_hash(),
         "config_hash": stable_hash({"params": P.to_dict(), **run}),
         "params_json": json.dumps(P.to_dict(), sort_keys=True),
+        "scheme_params_json": json.dumps(out["scheme_params"], sort_keys=True),
     }
     from .schemes import get_scheme, module_digest, module_of
 

@@ -136,7 +136,7 @@ def _fix_point(
     import numpy as np
 
     chosen: dict[str, Any] = {}
-    for dim in AXES:
+    for dim in (*AXES, *_other_axes(ds)):
         if dim == sweep:
             continue
         if dim not in ds.dims:
@@ -152,6 +152,12 @@ def _fix_point(
         ds = ds.isel({dim: i})
         chosen[dim] = vals[i].item() if hasattr(vals[i], "item") else vals[i]
     return ds, chosen
+
+
+def _other_axes(ds: xr.Dataset) -> list[str]:
+    """Swept parameters besides K, arrival_prob, gamma and scheme."""
+    own = {*AXES, "scheme", "seed", "block", "wd", "run", "point"}
+    return sorted(d for d in ds.dims if d not in own)
 
 
 def _schemes(ds: xr.Dataset, var: str) -> list[str]:
@@ -174,7 +180,8 @@ def _fmt(v: Any) -> str:
 
 def _point_text(chosen: dict) -> str:
     names = {"K": "K", "arrival_prob": "λ", "gamma": "γ"}
-    return ", ".join(f"{names.get(d, d)} = {_fmt(chosen[d])}" for d in AXES if d in chosen)
+    order = [*AXES, *sorted(d for d in chosen if d not in AXES)]
+    return ", ".join(f"{names.get(d, d)} = {_fmt(chosen[d])}" for d in order if d in chosen)
 
 
 def _range_text(counts) -> str:
@@ -438,23 +445,38 @@ def _sweep(
     panels: tuple[tuple[str, str, str, bool], ...],
     xscale: str = "linear",
     second_metric: str | None = None,
+    only_metric: bool = False,
+    fixed_text: str | None = None,
 ) -> Figure:
     """Shared body of Figs. 8-9 and the gamma sweep: one panel per (var, title, ylabel, log y).
     ``second_metric`` replaces the subtitle's "average cost per block ..." when the figure draws
     something else beside (9a)."""
     import numpy as np
 
+    missing_diffs = [p[0] for p in panels if p[0].startswith("diff_") and p[0] not in ds.variables]
+    if missing_diffs and "scheme" in ds.dims:  # a dataset combined by hand: pair it here as aggregate does
+        from .results import default_reference, paired_differences
+
+        ds = paired_differences(ds.copy(), str(ds.attrs.get("reference_scheme") or default_reference(ds)))
+    panels = tuple(p for p in panels if not p[0].startswith("diff_") or p[0] in ds.variables)  # one scheme: no pairs
     _require(ds, sweep, *(p[0] for p in panels))
     if sweep not in ds.dims:
         ds = ds.expand_dims(sweep)
     ds, chosen = _fix_point(ds, panels[0][0], prefer, sweep=sweep)
     fig, axes = _new_figure(1, len(panels), 4.6 * len(panels), 4.0, sharex=True)
     handles, labels, counts, n_div_total = [], [], [], 0
+    seen: set[str] = set()
     schemes = _schemes(ds, panels[0][0])
     xs_all: set = set()
+    reference = str(ds.attrs.get("reference_scheme", ""))
     for j, (var, ptitle, ylabel, logy) in enumerate(panels):
         ax = axes[0, j]
+        paired = var.startswith("diff_")
+        if paired:
+            ax.axhline(0.0, color=scheme_style(reference)["color"], linewidth=1.0, linestyle=":", zorder=1)
         for s in schemes:
+            if paired and s == reference:
+                continue
             da = _by_scheme(ds, var, s).transpose(sweep, "seed")
             xv = da[sweep].values.astype(float)
             mean, lo, hi, n = mean_ci(da.values, axis=1)
@@ -478,7 +500,8 @@ def _sweep(
                 elinewidth=1.0,
                 zorder=st["zorder"],
             )
-            if j == 0:
+            if s not in seen:
+                seen.add(s)
                 label, n_div = _label(ds, s, "runs")
                 n_div_total += n_div
                 handles.append(cont.lines[0])
@@ -493,7 +516,7 @@ def _sweep(
         ax.set_title(ptitle, fontsize=9)
     if xs_all and len(xs_all) <= 12:
         xt = sorted(xs_all)
-        axes[0, 0].set_xticks(xt, [_fmt(v) if not float(v).is_integer() else str(int(v)) for v in xt])
+        axes[0, 0].set_xticks(xt, [str(int(v)) if float(v).is_integer() and abs(v) < 1e5 else f"{v:g}" for v in xt])
     blocks = ds.sizes.get("block")
     if blocks is None:
         blocks = ds.attrs.get("blocks")
@@ -503,9 +526,11 @@ def _sweep(
         f" with γ = {_fmt(gamma)}" if gamma is not None else ""
     )
     second = second_metric or f"average cost per block over the last {frac:.0%} of the blocks"
+    if any(p[0].startswith("diff_") for p in panels):
+        second += f"; paired: minus scheme {reference}'s on the same seed (common random numbers)"
     sub = [
-        f"metrics: {disc}; {second}",
-        f"preset {_preset(ds)} · {_point_text(chosen) or 'all points'} · "
+        f"metric: {second}" if only_metric else f"metrics: {disc}; {second}",
+        f"{fixed_text or 'preset ' + _preset(ds)} · {_point_text(chosen) or 'all points'} · "
         + _stats_text(counts, int(blocks) if blocks is not None else None)
         + " error bars",
     ]
@@ -523,6 +548,7 @@ def fig_cost_vs_arrival(ds: xr.Dataset) -> Figure:
         (
             ("discounted_cost", "discounted sum cost", "discounted sum cost", False),
             ("average_cost", "long-run average cost per block", "average cost per block", False),
+            ("diff_average_cost", "paired difference of the average cost", "Δ average cost per block", False),
         ),
     )
 
@@ -538,6 +564,7 @@ def fig_cost_vs_K(ds: xr.Dataset) -> Figure:
         (
             ("discounted_cost", "discounted sum cost (log y)", "discounted sum cost", True),
             ("average_cost", "long-run average cost per block (log y)", "average cost per block", True),
+            ("diff_average_cost", "paired difference of the average cost", "Δ average cost per block", False),
         ),
     )
 
@@ -558,6 +585,7 @@ def fig_cost_vs_gamma(ds: xr.Dataset) -> Figure:
                 True,
             ),
             ("average_cost", "long-run average cost per block:\ncomparable across γ", "average cost per block", False),
+            ("diff_average_cost", "paired difference of the average cost", "Δ average cost per block", False),
         ),
         xscale="logit",
     )
@@ -587,38 +615,159 @@ def fig_optimality_gap(ds: xr.Dataset) -> Figure:
     )
 
 
-def fig_cost_vs_V(ds: xr.Dataset) -> Figure:
-    """The drift-plus-penalty V sweep: schemes registered with a parameter V (one per V) drawn as
-    one line against V; every other scheme of the aggregate as a flat line for comparison."""
-    import xarray as xr
+def _metric_label(ds: xr.Dataset, metric: str) -> str:
+    import re
 
-    from . import schemes as registry
+    attrs = ds[metric].attrs
+    text = re.sub(r",? (over )?blocks >= \d+$", "", str(attrs.get("long_name", metric)))
+    text = text.split(", ")[0]
+    units = attrs.get("units", "1")
+    return f"{text} [{units}]" if units != "1" else text
 
-    names = [str(s) for s in ds["scheme"].values]
-    family = {
-        n: registry.SCHEMES[n].params["V"] for n in names if n in registry.SCHEMES and "V" in registry.SCHEMES[n].params
-    }
-    if not family:
-        raise ValueError("figure cost_vs_V: the aggregate has no scheme with a parameter V (e.g. dpp_V1)")
-    Vs = sorted(set(family.values()))
-    line = xr.concat([ds.sel(scheme=n, drop=True) for n in sorted(family, key=family.get)], dim="V")
-    parts = [line.assign_coords(V=Vs).expand_dims(scheme=["dpp"])]
-    for n in names:
-        if n not in family:
-            parts.append(ds.sel(scheme=[n]).isel(scheme=0, drop=True).expand_dims(V=Vs, scheme=[n]))
-    both = xr.concat(parts, dim="scheme", join="outer")
-    return _sweep(
-        both,
-        "V",
-        {"K": 20, "arrival_prob": 0.4, "gamma": 0.9},
-        "Drift-plus-penalty: cost vs V (not in the paper)",
-        "V (log scale): weight of the energy against the queues' drift",
-        (
-            ("discounted_cost", "discounted sum cost", "discounted sum cost", False),
-            ("average_cost", "long-run average cost per block", "average cost per block", False),
-        ),
-        xscale="log",
+
+def _swept_axis(ds: xr.Dataset) -> str | None:
+    """The one point dim with several values (None: every axis holds one value)."""
+    varying = [d for d in (*AXES, *_other_axes(ds)) if d in ds.dims and ds.sizes[d] > 1]
+    if len(varying) > 1:
+        raise ValueError(f"the generic figures draw one swept axis; {', '.join(varying)} each have several values")
+    return varying[0] if varying else None
+
+
+def _axis_label(ds: xr.Dataset, axis: str) -> tuple[str, str]:
+    """Axis label and scale of a swept parameter: log when its largest value is 20 times the smallest."""
+
+    names = {"K": "number of WDs K", "arrival_prob": "arrival probability per slot λ", "gamma": "discount factor γ"}
+    attrs = ds[axis].attrs
+    label = names.get(axis) or f"{axis}: {attrs.get('long_name', axis)}" + (
+        f" [{attrs['units']}]" if attrs.get("units", "1") != "1" else ""
     )
+    v = ds[axis].values.astype(float)
+    log = bool((v > 0).all() and v.max() / v.min() >= 20)
+    return label + (" (log scale)" if log else ""), "log" if log else "linear"
+
+
+def _held_fixed(ds: xr.Dataset) -> str:
+    """What the experiment held fixed beyond the point: its preset and its overrides."""
+    import json
+
+    try:
+        over = json.loads(ds.attrs.get("experiment_config", "{}")).get("overrides", {})
+    except ValueError:
+        over = {}
+    text = f"preset {_preset(ds)}"
+    if over:
+        text += ", " + ", ".join(f"{k} = {_fmt(v)}" for k, v in sorted(over.items()))
+    return text
+
+
+def _experiment_metric(ds: xr.Dataset) -> str:
+    import json
+
+    try:
+        return json.loads(ds.attrs.get("experiment_config", "{}")).get("metric", "average_cost")
+    except ValueError:
+        return "average_cost"
+
+
+def fig_generic(ds: xr.Dataset) -> Figure:
+    """Any experiment: its metric (``metric:``, default the average cost) against its one swept axis,
+    every scheme with 95% bars, and the paired difference from the reference scheme beside it."""
+    metric = _experiment_metric(ds)
+    _require(ds, metric)
+    axis = _swept_axis(ds)
+    if axis is None:  # one point: the schemes side by side
+        ds = ds.expand_dims(point=[0])
+        axis, xlabel, xscale = "point", "", "linear"
+    else:
+        xlabel, xscale = _axis_label(ds, axis)
+    panels = [(metric, _metric_label(ds, metric), _metric_label(ds, metric), False)]
+    if f"diff_{metric}" in ds:
+        panels.append(
+            (f"diff_{metric}", f"paired difference from {ds.attrs.get('reference_scheme')}", "Δ " + panels[0][2], False)
+        )
+    name = str(ds.attrs.get("experiment", "experiment"))
+    fig = _sweep(
+        ds,
+        axis,
+        {},
+        f"{name}: {panels[0][1]} vs {axis}" if axis != "point" else f"{name}: {panels[0][1]}",
+        xlabel,
+        tuple(panels),
+        xscale=xscale,
+        second_metric=f"{panels[0][1]}, over the last {_attr_float(ds, 'param_average_fraction', 0.5):.0%} of the blocks",
+        only_metric=True,
+        fixed_text=_held_fixed(ds),
+    )
+    if axis == "point":
+        for ax in fig.axes:
+            ax.set_xticks([])
+    return fig
+
+
+def fig_tradeoff(ds: xr.Dataset) -> Figure:
+    """Energy against delay for each scheme, one point per value of the swept axis (the curve
+    drift-plus-penalty papers draw as V moves), 95% intervals both ways."""
+    import numpy as np
+
+    _require(ds, "latency", "mean_energy")
+    axis = _swept_axis(ds)
+    if axis is None:
+        ds = ds.expand_dims(point=[0])
+        axis = "point"
+    ds, chosen = _fix_point(ds, "latency", {}, sweep=axis)
+    fig, axes = _new_figure(1, 1, 7.0, 4.8)
+    ax = axes[0, 0]
+    handles, labels, counts, n_div_total = [], [], [], 0
+    for s in _schemes(ds, "latency"):
+        x = _by_scheme(ds, "latency", s).transpose(axis, "seed").values
+        y = _by_scheme(ds, "mean_energy", s).transpose(axis, "seed").values
+        mx, xlo, xhi, n = mean_ci(x, axis=1)
+        my, ylo, yhi, _ = mean_ci(y, axis=1)
+        keep = n > 0
+        if not keep.any():
+            continue
+        counts.extend(np.unique(n[keep]))
+        st = scheme_style(s)
+        cont = ax.errorbar(
+            mx[keep],
+            my[keep],
+            xerr=np.nan_to_num(np.vstack([mx - xlo, xhi - mx])[:, keep]),
+            yerr=np.nan_to_num(np.vstack([my - ylo, yhi - my])[:, keep]),
+            color=st["color"],
+            linestyle=st["linestyle"],
+            linewidth=st["linewidth"],
+            marker=st["marker"],
+            markersize=4.5,
+            capsize=2.5,
+            elinewidth=0.9,
+            zorder=st["zorder"],
+        )
+        if axis != "point":
+            vals = ds[axis].values
+            distinct = np.unique(np.round(mx[keep], 12)).size > 1
+            for xv, yv, v in zip(mx[keep], my[keep], vals[keep], strict=True):
+                if distinct:  # a scheme the axis does not move sits at one point: no labels
+                    ax.annotate(
+                        _fmt(v.item() if hasattr(v, "item") else v),
+                        (xv, yv),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                        color=st["color"],
+                    )
+        label, n_div = _label(ds, s, "runs")
+        n_div_total += n_div
+        handles.append(cont.lines[0])
+        labels.append(label)
+    ax.set_xlabel(_metric_label(ds, "latency"))
+    ax.set_ylabel(_metric_label(ds, "mean_energy"))
+    name = str(ds.attrs.get("experiment", "experiment"))
+    moving = f"one point per value of {axis}, labelled" if axis != "point" else "one point per scheme"
+    sub = [
+        f"{moving} · over the last {_attr_float(ds, 'param_average_fraction', 0.5):.0%} of the blocks",
+        f"{_held_fixed(ds)} · {_point_text(chosen)} · {_stats_text(counts, ds.sizes.get('block'))} bars both ways",
+    ]
+    return _finish(fig, f"{name}: energy–delay trade-off", sub, (handles, labels), _diverged_note(n_div_total))
 
 
 FIGURES: dict[str, Callable[[Any], Any]] = {
@@ -628,7 +777,8 @@ FIGURES: dict[str, Callable[[Any], Any]] = {
     "cost_vs_K": fig_cost_vs_K,
     "cost_vs_gamma": fig_cost_vs_gamma,
     "optimality_gap": fig_optimality_gap,
-    "cost_vs_V": fig_cost_vs_V,
+    "generic": fig_generic,
+    "tradeoff": fig_tradeoff,
 }
 
 

@@ -15,12 +15,13 @@ The workflow writes one NetCDF file per parameter point at a canonical path, the
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .params import ParamError
+from .params import ParamError, stable_hash
 from .sweep import AXES, POINT_DIMS, RUN_GLOB, canonical_number, parse_run_path, run_path
 
 __all__ = ["aggregate", "canonical_number", "find_runs", "open_runs", "run_path"]
@@ -46,18 +47,105 @@ def _load(path: str | os.PathLike):
     return ds
 
 
-def _model_params(ds) -> dict[str, Any]:
+#: Dims of a run that are neither a swept point's nor these are the other swept parameters.
+OWN_DIMS = ("seed", "block", "wd")
+
+
+def swept_dims(ds) -> list[str]:
+    """The swept parameters of a run or aggregate besides K, arrival_prob, gamma and scheme."""
+    return sorted(d for d in ds.dims if d not in POINT_DIMS and d not in OWN_DIMS)
+
+
+def _model_params(ds, swept: Iterable[str] = ()) -> dict[str, Any]:
     params = json.loads(ds.attrs["params_json"])
-    return {k: v for k, v in params.items() if k not in AXES}
+    skip = {*AXES, *swept}
+    return {k: v for k, v in params.items() if k not in skip}
 
 
-def _tidy_attrs(ds) -> None:
+def _tidy_attrs(ds, swept: Iterable[str] = ()) -> None:
     """Drop the per-point attrs a combined dataset must not carry (they are coordinates)."""
-    for name in AXES:
+    for name in (*AXES, *swept):
         ds.attrs.pop(f"param_{name}", None)
         ds.attrs.pop(f"param_{name}_units", None)
-    for name in ("scheme", "config_hash", "params_json", "scheme_module", "scheme_module_sha256", "scheme_version"):
+    for name in (
+        "scheme",
+        "config_hash",
+        "params_json",
+        "scheme_params_json",
+        "model_hash",
+        "history",
+        "scheme_module",
+        "scheme_module_sha256",
+        "scheme_version",
+    ):
         ds.attrs.pop(name, None)
+
+
+def _own_value(ds, name: str) -> Any:
+    """A run's value of a parameter it was not swept over: the model's, or its scheme's (None: the
+    scheme has no such parameter)."""
+    params = json.loads(ds.attrs["params_json"])
+    if name in params:
+        return params[name]
+    return json.loads(ds.attrs.get("scheme_params_json", "{}")).get(name)
+
+
+def _fill_swept(runs: list, swept: list[str]) -> list:
+    """Give every run each swept dim: a run at the model's (or its scheme's default) value, whose path
+    does not spell it, gets that value; a scheme without the parameter is repeated along the axis."""
+    from .dataset import axis_attrs, point_dims
+
+    values = {}
+    for name in swept:
+        found = {v.item() for ds in runs if name in ds.dims for v in ds[name].values}
+        found |= {v for ds in runs if name not in ds.dims and (v := _own_value(ds, name)) is not None}
+        values[name] = sorted(found)
+    out = []
+    for ds in runs:
+        scheme = str(ds["scheme"].values[0])
+        for name in swept:
+            if name in ds.dims:
+                continue
+            own = _own_value(ds, name)
+            vals = values[name] if own is None else [own]
+            ds = ds.expand_dims({name: len(vals)}).assign_coords({name: (name, vals, axis_attrs(name, scheme))})
+        out.append(ds.transpose(*point_dims(swept), ...))
+    return out
+
+
+def default_reference(ds) -> str:
+    """The scheme others are paired with when the experiment names none: proposed, else the first."""
+    names = [str(s) for s in ds["scheme"].values]
+    return "proposed" if "proposed" in names else names[0]
+
+
+def paired_differences(ds, reference: str):
+    """Each scheme's per-seed metrics minus the reference scheme's on the same seed: the schemes of a
+    point share their random draws (common random numbers), so the paired difference's interval is
+    the one that says whether a scheme is lower (docs/model.md, note L)."""
+    from .sweep import METRIC_NAMES
+
+    if reference not in ds["scheme"].values:
+        raise ParamError(f"reference: scheme {reference!r} is not in the aggregate ({', '.join(ds['scheme'].values)})")
+    ref = ds.sel(scheme=reference, drop=True)
+    for name in METRIC_NAMES:
+        if name not in ds:
+            continue
+        diff = ds[name] - ref[name]
+        diff.attrs = {
+            "units": ds[name].attrs.get("units", "1"),
+            "long_name": f"{ds[name].attrs.get('long_name', name)}; minus the reference scheme's on the same seed",
+            "reference_scheme": reference,
+        }
+        ds[f"diff_{name}"] = diff.transpose(*ds[name].dims)
+    ds.attrs["reference_scheme"] = reference
+    return ds
+
+
+def _registry_params() -> list:
+    from .schemes import SCHEMES
+
+    return [s.params for s in SCHEMES.values()]
 
 
 def _scheme_order(ds):
@@ -96,18 +184,17 @@ def aggregate(
         except json.JSONDecodeError as e:
             raise ParamError(f"config_json: not valid JSON ({e.msg} at position {e.pos})") from None
     runs = [_load(p) for p in paths]
+    swept = sorted({d for ds in runs for d in swept_dims(ds)} | set((config or {}).get("sweep", {})))
 
     first = runs[0]
     ref = {
-        "model_hash": first.attrs.get("model_hash"),
         "preset": first.attrs.get("preset"),
         "blocks": first.sizes["block"],
         "seeds": [int(s) for s in first["seed"].values],
     }
-    ref_params = _model_params(first)
+    ref_params = _model_params(first, swept)
     for path, ds in zip(paths, runs, strict=True):
         got = {
-            "model_hash": ds.attrs.get("model_hash"),
             "preset": ds.attrs.get("preset"),
             "blocks": ds.sizes["block"],
             "seeds": [int(s) for s in ds["seed"].values],
@@ -118,12 +205,14 @@ def aggregate(
                     f"inputs: {path} has {key} {got[key]!r} but {paths[0]} has {ref[key]!r}; "
                     "an experiment combines runs of one model, seeds and blocks"
                 )
-        if _model_params(ds) != ref_params:
+        if _model_params(ds, swept) != ref_params:
             raise ParamError(f"inputs: {path} was made with other model parameters than {paths[0]}")
+    grid_dims = (*POINT_DIMS, *swept)
+    filled = _fill_swept(runs, swept)
 
     try:
         combined = xr.combine_by_coords(
-            runs,
+            filled,
             data_vars="all",
             coords="different",
             compat="no_conflicts",
@@ -131,20 +220,24 @@ def aggregate(
             combine_attrs="drop_conflicts",
         )
     except ValueError as e:
-        raise ParamError(f"inputs: the runs do not form a grid over {', '.join(POINT_DIMS)} ({e})") from None
+        raise ParamError(f"inputs: the runs do not form a grid over {', '.join(grid_dims)} ({e})") from None
     n_points = 1
-    for dim in POINT_DIMS:
+    for dim in grid_dims:
         n_points *= combined.sizes[dim]
-    if n_points != len(runs):
-        raise ParamError(f"inputs: {len(runs)} runs do not fill the {n_points}-point grid over {', '.join(POINT_DIMS)}")
+    covered = sum(math.prod(ds.sizes[d] for d in grid_dims) for ds in filled)
+    if n_points != covered:
+        raise ParamError(f"inputs: {len(runs)} runs do not fill the {n_points}-point grid over {', '.join(grid_dims)}")
 
     combined = _scheme_order(combined)
-    _tidy_attrs(combined)
+    _tidy_attrs(combined, swept)
+    combined = paired_differences(combined, (config or {}).get("reference") or default_reference(combined))
     if experiment is not None:
         combined.attrs["experiment"] = experiment
     if config is not None:
         combined.attrs["experiment_config"] = json.dumps(config, sort_keys=True)
     combined.attrs["model_params_json"] = json.dumps(ref_params, sort_keys=True)
+    # The model of the run paths: every parameter but the swept ones (Params.model_hash without a sweep).
+    combined.attrs["model_hash"] = stable_hash(ref_params)
     combined.attrs["n_runs"] = len(runs)
     from .version import package_version
 
@@ -199,13 +292,15 @@ def open_runs(
     """
     import xarray as xr
 
-    unknown = set(sel) - set(POINT_DIMS)
+    from .params import FIELD_BY_NAME
+
+    unknown = set(sel) - set(POINT_DIMS) - set(FIELD_BY_NAME) - {p for s in _registry_params() for p in s}
     if unknown:
         raise TypeError(
             f"open_runs: unknown selector(s) {sorted(unknown)}; use model, seeds, blocks, {', '.join(POINT_DIMS)}"
         )
     filters = {"model": model, "seeds": seeds, "blocks": blocks, **sel}
-    found = [(p, info) for p, info in find_runs(root) if all(_wanted(info[k], v) for k, v in filters.items())]
+    found = [(p, info) for p, info in find_runs(root) if all(_wanted(info.get(k), v) for k, v in filters.items())]
     if not found:
         raise FileNotFoundError(f"no finished run files under {Path(root) / 'runs'} match {filters}")
     lengths: dict[tuple[int, int], int] = {}
@@ -218,12 +313,22 @@ def open_runs(
             f"open_runs: runs of different lengths are present: {listing}; pass seeds= and blocks= to choose one"
         )
 
+    # Swept parameters besides the four axes, in any run found: a level of the index each. A run
+    # that did not sweep one holds its value all the same (the model's, or the scheme's default);
+    # NaN where the scheme has no such parameter.
+    extra = sorted({k for _, info in found for k in info if k not in (*RUN_LEVELS, "seeds", "blocks")})
     pieces = []
     for path, info in found:
-        ds = _load(path).squeeze(POINT_DIMS, drop=False)
-        params_json = json.dumps(_model_params(ds), sort_keys=True)
-        _tidy_attrs(ds)
-        ds = ds.assign_coords(model=info["model"], preset=ds.attrs.get("preset", ""), model_params_json=params_json)
+        ds = _load(path)
+        ds = ds.squeeze([d for d in (*POINT_DIMS, *swept_dims(ds)) if d in ds.dims], drop=False)
+        params = json.loads(ds.attrs["params_json"])
+        own = json.loads(ds.attrs.get("scheme_params_json", "{}"))
+        params_json = json.dumps(_model_params(ds, extra), sort_keys=True)
+        _tidy_attrs(ds, extra)
+        values = {k: info.get(k, params.get(k, own.get(k, float("nan")))) for k in extra}
+        ds = ds.assign_coords(
+            model=info["model"], preset=ds.attrs.get("preset", ""), model_params_json=params_json, **values
+        )
         pieces.append(ds)
     combined = xr.concat(
         pieces,
@@ -240,4 +345,4 @@ def open_runs(
             "preset": "parameter preset of the model",
             "model_params_json": "model parameters (all but K, arrival_prob, gamma) as JSON",
         }[name]
-    return combined.set_index(run=list(RUN_LEVELS))
+    return combined.set_index(run=[*RUN_LEVELS, *extra])

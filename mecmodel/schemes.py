@@ -16,9 +16,8 @@ offload            p = p_max: as much as the channel carries    Algorithm 2
 even_min_energy    as even                                      MinEnergy
 offload_min_energy as offload                                   MinEnergy
 myopic             MyopicWD (this block's own cost)             MyopicServer
-dpp                DriftPlusPenaltyWD(V = 1)                    DriftPlusPenaltyServer(1)
+dpp                DriftPlusPenaltyWD(V), V a parameter (1)     DriftPlusPenaltyServer(V)
 proposed_q         Algorithm 1's critic, descends learned Q     Algorithm 2's, likewise
-dpp_V* (unlisted)  DriftPlusPenaltyWD(V), the V sweep           DriftPlusPenaltyServer(V)
 optimal (K <= 2)   value iteration on the discretised model     (joint, centralised)
 decomposed (K<=2)  Theorem 1's decomposition, solved exactly    (best response)
 ================== ============================================ ===========================
@@ -46,7 +45,7 @@ from typing import Any
 
 from .optimum import MAX_K
 from .optimum import policies as optimum_policies
-from .params import ParamError
+from .params import FIELD_BY_NAME, Field, ParamError
 from .policies.actor_critic import CriticDescentServer, CriticDescentWD
 from .policies.base import ServerPolicy, WDPolicy
 from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
@@ -78,7 +77,31 @@ class Scheme:
     version: str = ""  # anything else its runs depend on (e.g. a trained agent's weights hash)
     max_K: int | None = None  # largest K it runs at (an exact solver); None: any K
     listed: bool = True  # picked by the selectors (all, references); False: named explicitly
-    params: Mapping[str, float] = dataclasses.field(default_factory=dict)  # a family's parameter values (DPP's V)
+    #: Parameters the scheme's policies take (keyword arguments of ``wd`` and ``server``), each a
+    #: :class:`mecmodel.params.Field` with its default, unit and range; a sweep may list values for them.
+    params: Mapping[str, Field] = dataclasses.field(default_factory=dict)
+
+    def param_values(self, values: Mapping[str, Any] | None = None, field: str = "scheme_params") -> dict[str, Any]:
+        """Every declared parameter: the value given (checked against its range) or its default."""
+        values = dict(values or {})
+        for name in values:
+            if name not in self.params:
+                declared = ", ".join(self.params) or "none"
+                raise ParamError(
+                    f"{field}.{name}: scheme {self.name!r} has no parameter {name!r} (it declares: {declared})"
+                )
+        out = {}
+        for name, spec in self.params.items():
+            try:
+                out[name] = spec.check(values.get(name, spec.default))
+            except ParamError as e:
+                raise ParamError(f"{field}.{e}") from None
+        return out
+
+    def policies(self, values: Mapping[str, Any] | None = None) -> tuple[WDPolicy, ServerPolicy]:
+        """Fresh WD and server policies for a run, built with the scheme's parameter values."""
+        kw = self.param_values(values)
+        return self.wd(**kw), self.server(**kw)
 
     def check_K(self, K: int, field: str = "scheme") -> None:
         if self.max_K is not None and K > self.max_K:
@@ -129,7 +152,7 @@ def register(
     source: str | None = None,
     max_K: int | None = None,
     listed: bool = True,
-    params: Mapping[str, float] | None = None,
+    params: Mapping[str, Field] | None = None,
 ) -> Scheme:
     """Add a scheme to the registry and return it.
 
@@ -140,7 +163,9 @@ def register(
     ``zorder`` (missing ones get a default). Registering a name again from the same module
     replaces it; from another module it is an error. ``max_K`` marks a scheme that only runs
     for small K (an exact solver): the selectors leave it out and a config names it explicitly,
-    as they do with ``listed=False`` (one member of a family swept by ``params``, e.g. DPP's V).
+    as they do with ``listed=False``. ``params`` declares the keyword arguments ``wd`` and ``server``
+    take (name -> :class:`mecmodel.params.Field`: default, unit, range, description); a config
+    sweeps them like model parameters (``V: [0.1, 1, 10]``), and both factories get every one.
     """
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in SELECTORS:
         raise ParamError(
@@ -150,6 +175,11 @@ def register(
         raise ParamError(f"scheme {name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not (callable(wd) and callable(server)):
         raise ParamError(f"scheme {name}: wd and server must be callables that build a policy")
+    for pname, spec in (params or {}).items():
+        if not isinstance(spec, Field) or spec.name != pname or spec.kind not in (int, float):
+            raise ParamError(f"scheme {name}: params.{pname} must be a numeric mecmodel.params.Field named {pname!r}")
+        if pname in FIELD_BY_NAME:
+            raise ParamError(f"scheme {name}: params.{pname} is the name of a model parameter; choose another")
     source = source or _caller_module()
     old = SCHEMES.get(name)
     if old is not None and old.source != source:
@@ -338,27 +368,28 @@ register(
     description="reference: every agent minimises its own cost (8) of this block, post-decision queues",
     style={"color": "0.45", "linestyle": (0, (4, 1, 1, 1, 1, 1)), "marker": "<", "linewidth": 1.2, "zorder": 3},
 )
-#: V of the registered drift-plus-penalty scheme, chosen from the V sweep (docs/model.md, note I).
+#: V of the drift-plus-penalty scheme when a config does not sweep it, chosen from the V sweep
+#: (experiment cost_vs_V, docs/model.md note I).
 DPP_V = 1.0
-#: The V sweep (experiment cost_vs_V): one scheme per V, named explicitly in a config.
-DPP_V_SWEEP = (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 register(
     "dpp",
-    wd=lambda: DriftPlusPenaltyWD(DPP_V),
-    server=lambda: DriftPlusPenaltyServer(DPP_V),
-    description=f"reference: Lyapunov drift-plus-penalty at every agent, V = {DPP_V:g}",
+    wd=lambda V=DPP_V: DriftPlusPenaltyWD(V),
+    server=lambda V=DPP_V: DriftPlusPenaltyServer(V),
+    description=f"reference: Lyapunov drift-plus-penalty at every agent (parameter V, default {DPP_V:g})",
     style={"color": "0.15", "linestyle": (0, (6, 2)), "marker": ">", "linewidth": 1.2, "zorder": 3},
+    params={
+        "V": Field(
+            "V",
+            DPP_V,
+            "1",
+            "drift-plus-penalty weight of the block's cost against the queues' drift",
+            "ours: docs/model.md note I",
+            lo=0.0,
+            lo_open=True,
+            hi=1e12,
+        )
+    },
 )
-for _V in DPP_V_SWEEP:
-    register(
-        "dpp_V" + f"{_V:g}".replace(".", "p").replace("-", "m"),
-        wd=lambda V=_V: DriftPlusPenaltyWD(V),
-        server=lambda V=_V: DriftPlusPenaltyServer(V),
-        description=f"reference: drift-plus-penalty with V = {_V:g} (the V sweep)",
-        label=f"DPP V = {_V:g}",
-        listed=False,
-        params={"V": _V},
-    )
 # Not the paper's: its critics, but each action step descends the learned Q (docs/model.md, note K).
 register(
     "proposed_q",

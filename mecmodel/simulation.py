@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,9 +88,17 @@ def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bo
 
 
 def simulate_arrays(
-    P: Params, scheme: str, seeds: int | Sequence[int], blocks: int, per_device: bool = False, progress: bool = False
+    P: Params,
+    scheme: str,
+    seeds: int | Sequence[int],
+    blocks: int,
+    per_device: bool = False,
+    progress: bool = False,
+    scheme_params: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Run the model and return plain arrays (see :func:`mecmodel.simulate` for the Dataset)."""
+    """Run the model and return plain arrays (see :func:`mecmodel.simulate` for the Dataset).
+
+    ``scheme_params`` sets parameters the scheme declares (``Scheme.params``, e.g. dpp's V)."""
     sch = get_scheme(scheme)
     seeds = check_run(P, seeds, blocks, per_device)
     S, K, n, W, tau = len(seeds), P.K, P.n_slots, P.task_cycles, P.tau
@@ -97,7 +106,8 @@ def simulate_arrays(
     env = MECEnv(P, seeds)
     obs = env.reset()
     ctx = PolicyContext(P, tuple(seeds), env)
-    wd, server = sch.wd(), sch.server()
+    scheme_params = sch.param_values(scheme_params)
+    wd, server = sch.policies(scheme_params)
     wd.reset(ctx, obs)
     server.reset(ctx, obs)
     gammas = P.gamma ** np.arange(blocks, dtype=float)
@@ -190,6 +200,7 @@ def simulate_arrays(
         "mean_gain": env.mean_gain,
         "distance": env.distance,
         "agents": {**server.summary(), **wd.summary()},
+        "scheme_params": scheme_params,
     }
     unknown = set(out["agents"]) - set(LEARNERS)
     if unknown:

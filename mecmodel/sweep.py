@@ -34,8 +34,17 @@ AXES: dict[str, str] = {"K": "K", "arrival_prob": "lam", "gamma": "gamma"}
 #: Coordinates of one run: the swept parameters and the scheme (length-1 dims of a run file).
 POINT_DIMS: tuple[str, ...] = (*AXES, "scheme")
 
-#: A run below ``<root>/runs``, without suffix; ``{model}`` is ``<preset>-<model hash>``.
-RUN = "{model}/" + "/".join(f"{prefix}{{{axis}}}" for axis, prefix in AXES.items()) + "/{scheme}/s{seeds}-b{blocks}"
+#: An experiment's keys that are not parameter axes; any other key sweeps a parameter (of the model
+#: table or one a scheme declares), e.g. ``f_ser_max: [5.0e9, 1.0e10]`` or ``V: [1, 10]``.
+EXPERIMENT_KEYS = ("figure", *AXES, "scheme", "seeds", "blocks", "preset", "overrides", "metric", "reference")
+#: A run below ``<root>/runs``, without suffix; ``{model}`` is ``<preset>-<model hash>``. ``{extra}``
+#: is empty, or the other swept parameters of the point, ``name=value`` by name joined by commas,
+#: then a slash (:func:`spell_extra`): today's four axes keep the paths they always had.
+RUN = (
+    "{model}/"
+    + "/".join(f"{prefix}{{{axis}}}" for axis, prefix in AXES.items())
+    + "/{extra}{scheme}/s{seeds}-b{blocks}"
+)
 RUN_FILE = f"results/runs/{RUN}.nc"
 RUN_LOG = f"results/logs/simulate/{RUN}.log"
 RUN_BENCHMARK = f"results/benchmarks/simulate/{RUN}.tsv"
@@ -44,12 +53,16 @@ RESULT_DIRS = ("results", "results/runs", "results/figures", "results/logs", "re
 
 #: Canonical numbers as :func:`canonical_number` writes them: no slash, no double dot.
 NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
+_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+#: A swept value in a path: a canonical number, a boolean, or a choice (a name).
+_VALUE = rf"(?:-?{NUMBER}|true|false|{_NAME})"
 #: Each placeholder's wildcard constraint (Snakemake) and regex group.
 FIELD_PATTERNS = {
     "model": r"[A-Za-z0-9_]+-[0-9a-f]{12}",
     "K": r"[1-9][0-9]*",
     "arrival_prob": NUMBER,
     "gamma": NUMBER,
+    "extra": rf"(?:{_NAME}={_VALUE}(?:,{_NAME}={_VALUE})*/)?",
     "scheme": r"[A-Za-z][A-Za-z0-9_]*",
     "seeds": r"[1-9][0-9]*",
     "blocks": r"[1-9][0-9]*",
@@ -68,8 +81,8 @@ def _template_regex(template: str) -> re.Pattern:
 
 #: A run file's path below ``<root>/runs``, parsed back into its fields.
 RUN_PATTERN = _template_regex(RUN + ".nc")
-#: Glob for run files below ``<root>/runs``.
-RUN_GLOB = re.sub(r"\{\w+\}", "*", RUN) + ".nc"
+#: Glob for run files below ``<root>/runs`` (``**``: with or without the extra component).
+RUN_GLOB = re.sub(r"\{\w+\}", "*", RUN.replace("{extra}{scheme}", "**")) + ".nc"
 
 
 def canonical_number(x: float | int | str) -> str:
@@ -81,18 +94,65 @@ def _spell(axis: str, value: Any) -> str:
     return str(int(value)) if axis in INTEGER_AXES else canonical_number(value)
 
 
+def spell_value(name: str, value: Any) -> str:
+    """A swept value as paths spell it: canonical numbers, ``true``/``false``, a choice as is."""
+    from .params import FIELD_BY_NAME
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    field = FIELD_BY_NAME.get(name)
+    if field is not None and field.kind is int:
+        return str(int(value))
+    return canonical_number(value)
+
+
+def read_value(name: str, text: str) -> Any:
+    """A swept value of a path back as a number (int for integer model fields), bool or choice."""
+    from .params import FIELD_BY_NAME
+
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(_NAME, text):
+        return text
+    field = FIELD_BY_NAME.get(name)
+    return int(text) if field is not None and field.kind is int else float(text)
+
+
+def spell_extra(extra: Mapping[str, Any]) -> str:
+    """The ``{extra}`` part of a run path: ``""``, or ``a=1,b=0.5/`` ordered by name."""
+    if not extra:
+        return ""
+    return ",".join(f"{name}={spell_value(name, extra[name])}" for name in sorted(extra)) + "/"
+
+
+def parse_extra(text: str) -> dict[str, Any]:
+    """The swept values of an ``{extra}`` part (the inverse of :func:`spell_extra`)."""
+    out = {}
+    for item in filter(None, text.rstrip("/").split(",")):
+        name, _, value = item.partition("=")
+        out[name] = read_value(name, value)
+    return out
+
+
 def run_path(model: str, point: Mapping[str, Any], seeds: int, blocks: int, root: str = "results") -> str:
-    """Canonical path of one run file; ``point`` maps every axis of :data:`POINT_DIMS` to its value."""
+    """Canonical path of one run file; ``point`` maps every axis of :data:`POINT_DIMS` to its value,
+    and any other swept parameter of the point (a model or scheme parameter) to its value."""
     fields = {axis: _spell(axis, point[axis]) for axis in AXES}
+    extra = spell_extra({k: v for k, v in point.items() if k not in POINT_DIMS})
     return (
         f"{root}/runs/"
-        + RUN.format(model=model, scheme=point["scheme"], seeds=int(seeds), blocks=int(blocks), **fields)
+        + RUN.format(model=model, extra=extra, scheme=point["scheme"], seeds=int(seeds), blocks=int(blocks), **fields)
         + ".nc"
     )
 
 
 def parse_run_path(relative: str) -> dict[str, Any] | None:
-    """The fields of a run path below ``<root>/runs`` (typed), or None if it is off the layout."""
+    """The fields of a run path below ``<root>/runs`` (typed), or None if it is off the layout.
+
+    Besides ``model``, the axes, ``scheme``, ``seeds`` and ``blocks``, the point's other swept
+    parameters appear under their own names."""
     m = RUN_PATTERN.fullmatch(relative)
     if m is None:
         return None
@@ -105,6 +165,7 @@ def parse_run_path(relative: str) -> dict[str, Any] | None:
     }
     for axis in AXES:
         out[axis] = int(g[axis]) if axis in INTEGER_AXES else float(g[axis])
+    out.update(parse_extra(g["extra"] or ""))
     return out
 
 
@@ -209,8 +270,30 @@ def schema_error_message(error) -> str:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 listing = ", ".join(allowed) if len(allowed) <= 12 else "see 'mecmodel params'"
                 hint += f" Allowed keys: {listing}"
+    elif error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
+        # An experiment's key that is neither one of its own nor a model parameter, with a value that
+        # is not a list of numbers (what a parameter a scheme declares would need).
+        from .params import FIELD_BY_NAME
+
+        allowed = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in allowed and k not in FIELD_BY_NAME]
+        if unknown:
+            key = str(unknown[0])
+            field = _field_name([*error.absolute_path, key])
+            close = difflib.get_close_matches(key, [*allowed, *FIELD_BY_NAME], n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return (
+                f"config: {field}: {key!r} was unexpected: not a key of an experiment, nor a parameter to sweep "
+                f"(a list of numbers){hint} Allowed keys: {', '.join(allowed)}, or a model parameter "
+                "('mecmodel params') or a parameter of the experiment's schemes ('mecmodel schemes') with a list of values"
+            )
     elif error.validator == "type" and _looks_like_number(error.instance):
-        hint = f"; YAML reads {error.instance} as text: write the number with a dot (1.0e-8, not 1e-8)"
+        mantissa, _, exponent = format(float(error.instance), ".10g").partition("e")
+        spelled = (mantissa if "." in mantissa else mantissa + ".0") + (f"e{exponent}" if exponent else "")
+        hint = (
+            f"; YAML reads {error.instance} as text: write the number with a dot and a signed exponent, "
+            f"{spelled} (1.0e-8, not 1e-8; 1.0e+9, not 1.0e9)"
+        )
     return f"config: {field}: {error.message}{hint}"
 
 
@@ -267,6 +350,68 @@ def _check_size(where: str, params, seeds: int, blocks: int) -> None:
             f"{need / 2**30:.1f} GiB per run, more than the {limit / 2**30:.1f} GiB allowed "
             "(MECMODEL_MAX_MEMORY_GB sets the limit); use a smaller K, fewer seeds or fewer blocks"
         )
+
+
+#: Per-seed variables an experiment's ``metric`` may name (mecmodel.dataset.METRICS and the cost).
+METRIC_NAMES = (
+    "average_cost",
+    "discounted_cost",
+    "latency",
+    "mean_queue_wd",
+    "mean_queue_server",
+    "mean_energy_wd",
+    "mean_energy_server",
+    "mean_energy",
+    "offloaded_share",
+)
+
+
+def _axis_values(where: str, spec, values: Any) -> list:
+    """A swept parameter's values, each checked against its field and spelled canonically."""
+    if not isinstance(values, list) or not values:
+        raise ParamError(f"{where}: must be a non-empty list of values of {spec.name} ({spec.range_text()})")
+    out = []
+    for i, value in enumerate(values):
+        try:
+            value = spec.check(value)
+        except ParamError:
+            raise ParamError(f"{where}[{i}]: must be {spec.range_text()}, got {value!r}") from None
+        value = read_value(spec.name, spell_value(spec.name, value)) if not isinstance(value, bool) else value
+        if value in out:
+            raise ParamError(f"{where}: {values} repeats a value at 10 significant digits")
+        out.append(value)
+    return out
+
+
+def _extra_axes(where: str, exp: Mapping, overrides: Mapping, scheme_list: Sequence[str]) -> tuple[dict, dict]:
+    """The experiment's other swept parameters: of the model table, and those its schemes declare."""
+    from . import schemes
+    from .params import FIELD_BY_NAME
+
+    model_axes, scheme_axes = {}, {}
+    for key in exp:
+        if key in EXPERIMENT_KEYS:
+            continue
+        field = f"{where}.{key}"
+        if key in FIELD_BY_NAME:
+            if key in overrides:
+                raise ParamError(f"{field}: {key} is both swept here and set in overrides; keep one of them")
+            model_axes[key] = _axis_values(field, FIELD_BY_NAME[key], exp[key])
+            continue
+        owners = [s for s in scheme_list if key in schemes.get_scheme(s).params]
+        if not owners:
+            declared = {p: s for s in scheme_list for p in schemes.get_scheme(s).params}
+            names = [*FIELD_BY_NAME, *declared, *EXPERIMENT_KEYS]
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listing = ", ".join(f"{p} ({s})" for p, s in declared.items()) or "none"
+            raise ParamError(
+                f"{field}: not a model parameter ('mecmodel params') nor a parameter of this experiment's schemes "
+                f"(they declare: {listing}){hint}"
+            )
+        for owner in owners:  # each scheme checks the values against its own declaration
+            scheme_axes[key] = _axis_values(field, schemes.get_scheme(owner).params[key], exp[key])
+    return model_axes, scheme_axes
 
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -343,13 +488,16 @@ class Sweep:
         scheme_list = schemes.select(exp["scheme"], f"{where}.scheme")
         for scheme in scheme_list:
             schemes.get_scheme(scheme).check_K(max(grid["K"]), f"{where}.scheme")
+        model_axes, scheme_axes = _extra_axes(where, exp, overrides, scheme_list)
         try:
             params = make_params(preset, overrides)
-            for point in itertools.product(*grid.values()):
-                make_params(preset, {**overrides, **dict(zip(AXES, point, strict=True))})
+            for point in itertools.product(*grid.values(), *model_axes.values()):
+                make_params(preset, {**overrides, **dict(zip([*AXES, *model_axes], point, strict=True))})
         except ParamError as err:
             raise ParamError(f"{where}: {err}") from None
-        _check_size(where, make_params(preset, {**overrides, "K": max(grid["K"])}), seeds, blocks)
+        for values in itertools.product(*model_axes.values()):
+            changes = {**overrides, **dict(zip(model_axes, values, strict=True)), "K": max(grid["K"])}
+            _check_size(where, make_params(preset, changes), seeds, blocks)
         model = f"{preset}-{params.model_hash()}"
         if model not in self.models:
             sets = " ".join(f"--set {shlex.quote(f'{k}={yaml_scalar(params.values[k])}')}" for k in sorted(overrides))
@@ -358,13 +506,41 @@ class Sweep:
                 "overrides": {k: params.values[k] for k in sorted(overrides)},
                 "args": f"--preset {preset} {sets}".strip(),
             }
-        runs = [
-            run_path(model, dict(zip(POINT_DIMS, point, strict=True)), seeds, blocks)
-            for point in itertools.product(*grid.values(), scheme_list)
-        ]
+        runs = []
+        for point in itertools.product(*grid.values(), *model_axes.values()):
+            # A swept value equal to the model's own is not spelled in the path: the point is the
+            # model's, and its run is the one every other experiment at that point shares.
+            base = {
+                k: v for k, v in zip([*AXES, *model_axes], point, strict=True) if k in AXES or v != params.values[k]
+            }
+            for scheme in scheme_list:
+                # A scheme runs once per value of the parameters it declares (its default, unspelled,
+                # is the scheme's own run); the aggregate repeats the run of a scheme that does not
+                # declare one along that axis.
+                declared = schemes.get_scheme(scheme).params
+                own = [p for p in scheme_axes if p in declared]
+                for values in itertools.product(*(scheme_axes[p] for p in own)):
+                    mine = {p: v for p, v in zip(own, values, strict=True) if v != declared[p].default}
+                    runs.append(run_path(model, {**base, **mine, "scheme": scheme}, seeds, blocks))
+        sweep_axes = {**model_axes, **scheme_axes}
+        figure = exp.get("figure", "generic")
+        varying = [a for a in (*AXES, *sorted(sweep_axes)) if len({**grid, **sweep_axes}[a]) > 1]
+        if figure in ("generic", "tradeoff") and len(varying) > 1:
+            raise ParamError(
+                f"{where}: figure {figure} draws one swept axis, but {', '.join(varying)} each have several "
+                "values; keep one of them to several values, or split the experiment"
+            )
+        metric = exp.get("metric", "average_cost")
+        if metric not in METRIC_NAMES:
+            raise ParamError(f"{where}.metric: must be one of {', '.join(METRIC_NAMES)}, got {metric!r}")
+        reference = exp.get("reference", "proposed" if "proposed" in scheme_list else scheme_list[0])
+        if reference not in scheme_list:
+            raise ParamError(
+                f"{where}.reference: must be one of the experiment's schemes ({', '.join(scheme_list)}), got {reference!r}"
+            )
         resolved = {
             "experiment": name,
-            "figure": exp["figure"],
+            "figure": figure,
             **grid,
             "scheme": scheme_list,
             "seeds": seeds,
@@ -372,9 +548,14 @@ class Sweep:
             "preset": preset,
             "overrides": self.models[model]["overrides"],
             "model": model,
+            "metric": metric,
+            "reference": reference,
         }
+        if sweep_axes:
+            resolved["sweep"] = sweep_axes
         return {
             **resolved,
+            "varying": varying,
             "runs": runs,
             "json": json.dumps(resolved, sort_keys=True),
             "epsilon": params.values["epsilon"],
@@ -411,11 +592,17 @@ class Sweep:
                 raise ParamError(
                     f"{axis}: run paths spell numbers canonically, {_spell(axis, text)!r} rather than {text!r}"
                 )
+        extra = parse_extra(wildcards.extra)
+        if spell_extra(extra) != wildcards.extra:
+            raise ParamError(
+                f"extra: run paths spell swept parameters canonically, {spell_extra(extra)!r} rather than {wildcards.extra!r}"
+            )
         # YAML scalars: "1e-05" would read back as text, "1.0e-05" as the number.
         point = " ".join(
             f"--set {axis}={getattr(wildcards, axis) if axis in INTEGER_AXES else yaml_scalar(float(getattr(wildcards, axis)))}"
             for axis in AXES
         )
+        point += "".join(f" --sweep {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in extra.items())
         return (
             f"{self.models[wildcards.model]['args']} {point} --scheme {wildcards.scheme}"
             f" --seeds {wildcards.seeds} --blocks {wildcards.blocks} {self.module_args(wildcards.scheme)}"
@@ -429,7 +616,10 @@ class Sweep:
 
     def _params(self, wildcards):
         model = self.models[wildcards.model]
-        return make_params(model["preset"], {**model["overrides"], "K": int(wildcards.K)})
+        from .params import FIELD_BY_NAME
+
+        extra = {k: v for k, v in parse_extra(wildcards.extra).items() if k in FIELD_BY_NAME}
+        return make_params(model["preset"], {**model["overrides"], **extra, "K": int(wildcards.K)})
 
     def simulate_mem_mb(self, wildcards) -> int:
         """Peak memory of one run: the simulator's own estimate, tripled for the Dataset copy."""
@@ -461,6 +651,7 @@ class Sweep:
         exp = self.experiments[wildcards.experiment]
         keys = ("figure", *AXES, "scheme", "seeds", "blocks", "preset", "overrides", "model", "epsilon", "patience")
         info = {key: exp[key] for key in keys}
+        info.update(sweep=exp.get("sweep", {}), metric=exp["metric"], reference=exp["reference"])
         blocks = exp["blocks"]
         # Same rules as mecmodel.simulation (average_cost) and mecmodel.plots (moving average).
         info["average_from"] = blocks - max(1, int(round(exp["average_fraction"] * blocks)))

@@ -75,7 +75,7 @@ def test_agent_runs_as_a_scheme_and_is_versioned_by_its_weights(agent_files):
     assert sw.experiments["e"]["scheme"][-1] == "linear_agent"
     (model,) = sw.models
     wc = types.SimpleNamespace(
-        model=model, K="2", arrival_prob="0.4", gamma="0.9", scheme="linear_agent", seeds="2", blocks="10"
+        model=model, K="2", arrival_prob="0.4", gamma="0.9", scheme="linear_agent", seeds="2", blocks="10", extra=""
     )
     assert "agent_scheme.py" in sw.simulate_args(wc)
     before = sw.code_version(wc)

@@ -116,7 +116,7 @@ CONFIG_CASES = [
     ConfigCase(
         "typo in an experiment",
         {**tiny(), "experiments": {"e": {**experiment("convergence"), "schemes": ["even"]}}},
-        ("config: experiments.e.schemes: ", "did you mean 'scheme'?", "Allowed keys: figure, K,"),
+        ("config: experiments.e.schemes: ", "did you mean 'scheme'?", "Allowed keys: figure, metric, reference, K,"),
     ),
     ConfigCase(
         "typo in overrides", tiny(overrides={"alpha": 0.1}), ("config: overrides.alpha: ", "did you mean 'alpha0'?")
@@ -217,8 +217,8 @@ CONFIG_CASES = [
     ),
     ConfigCase(
         "missing field",
-        smoke_with(lambda c: c["experiments"]["cost_vs_K"].pop("figure")),
-        ("config: experiments.cost_vs_K: 'figure' is a required property",),
+        smoke_with(lambda c: c["experiments"]["cost_vs_K"].pop("gamma")),
+        ("config: experiments.cost_vs_K: 'gamma' is a required property",),
     ),
     ConfigCase(
         "unknown key",

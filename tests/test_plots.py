@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import mecmodel
 from mecmodel import plots
 from mecmodel.dataset import write_atomic
 from mecmodel.params import ParamError
+from mecmodel.results import aggregate
 
 SEEDS, BLOCKS = 2, 40
 LOOSE = {"epsilon": 0.01, "patience": 3}
@@ -34,8 +36,18 @@ def run(**kw) -> xr.Dataset:
     return mecmodel.simulate(**kw)
 
 
+def aggregated(tmp: Path, runs: list[xr.Dataset], **kw) -> xr.Dataset:
+    """Runs written as the workflow writes them and combined by mecmodel.results.aggregate."""
+    paths = []
+    for i, ds in enumerate(runs):
+        paths.append(write_atomic(ds, tmp / f"r{i}.nc"))
+    out = aggregate(paths, tmp / "agg.nc", **kw)
+    with xr.open_dataset(out) as d:
+        return d.load()
+
+
 @pytest.fixture(scope="module")
-def datasets() -> dict[str, xr.Dataset]:
+def datasets(tmp_path_factory) -> dict[str, xr.Dataset]:
     # binary at arrival 0.3 diverges at once (tiny divergence limit); binary at 0.5 is missing (outer-join hole).
     arrival = [run(K=2, arrival_prob=a, scheme=s) for a in (0.3, 0.5) for s in ("proposed", "local")]
     arrival.append(run(K=2, arrival_prob=0.3, scheme="binary", overrides={"divergence_limit": 1e-3}))
@@ -49,7 +61,20 @@ def datasets() -> dict[str, xr.Dataset]:
         "optimality_gap": combine(
             [run(K=1, arrival_prob=a, scheme=s) for a in (0.2, 0.4) for s in ("even", "optimal")]
         ),
-        "cost_vs_V": combine([run(K=2, scheme=s) for s in ("dpp_V1", "dpp_V100", "myopic")]),
+        # dpp's V swept (a parameter the scheme declares); myopic does not declare it and is repeated
+        "generic": aggregated(
+            tmp_path_factory.mktemp("generic"),
+            [run(K=2, scheme="dpp", scheme_params={"V": v}, sweep=["V"]) for v in (1.0, 100.0)]
+            + [run(K=2, scheme="myopic")],
+            experiment="cost_vs_V",
+            config_json='{"reference": "myopic", "metric": "average_cost"}',
+        ),
+        "tradeoff": aggregated(
+            tmp_path_factory.mktemp("tradeoff"),
+            [run(K=2, scheme="dpp", scheme_params={"V": v}, sweep=["V"]) for v in (1.0, 100.0)]
+            + [run(K=2, scheme="myopic")],
+            experiment="tradeoff_V",
+        ),
     }
 
 
@@ -154,8 +179,10 @@ def test_sweep_counts_diverged_runs_and_skips_holes(datasets):
     assert labels[0] == "proposed" and labels[2] == "local (ref.)"
     assert labels[1].startswith("binary") and f"{n_div} of {n_runs} runs diverged" in labels[1]
     assert "diverge" in texts(fig)
-    left, right = fig.axes
+    left, right, paired = fig.axes
     assert left.get_ylabel() == "discounted sum cost" and right.get_ylabel() == "average cost per block"
+    assert paired.get_title() == "paired difference of the average cost"
+    assert len(paired.containers) == 2  # every scheme but the reference, proposed
     assert "arrival probability" in left.get_xlabel()
     assert len(left.containers) == 3
     binary = left.containers[1].lines[0]  # errorbar containers follow the scheme order
@@ -172,8 +199,13 @@ def test_no_diverged_note_when_none_diverged(datasets):
 
 def test_cost_vs_K_log_y_and_ticks(datasets):
     fig = plots.build_figure("cost_vs_K", datasets["cost_vs_K"])
-    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log", "linear"]
     assert fig.axes[0].get_xlabel() == "number of WDs K"
+    # the paired panel: even minus proposed on the same seed, averaged over seeds
+    (even_diff,) = (c.lines[0].get_ydata() for c in fig.axes[2].containers)
+    cost = datasets["cost_vs_K"]["average_cost"]
+    want = (cost.sel(scheme="even") - cost.sel(scheme="proposed")).squeeze().mean("seed")
+    np.testing.assert_allclose(even_diff, want.values)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["2", "4"]
     assert legend_labels(fig) == ["proposed", "even"]
 
@@ -193,19 +225,47 @@ def test_optimality_gap_is_paired_by_seed_and_zero_for_the_optimum(datasets):
         plots.build_figure("optimality_gap", ds.sel(scheme=["even"]))
 
 
-def test_cost_vs_V_draws_the_family_against_V(datasets):
-    fig = plots.build_figure("cost_vs_V", datasets["cost_vs_V"])
-    assert fig.axes[0].get_xscale() == "log"
+def test_generic_draws_the_metric_against_the_swept_axis_and_the_paired_difference(datasets):
+    ds = datasets["generic"]
+    assert ds["V"].values.tolist() == [1.0, 100.0]
+    # myopic does not declare V: its one run is repeated along the axis, bit for bit
+    np.testing.assert_array_equal(
+        ds["average_cost"].sel(scheme="myopic", V=1.0).values, ds["average_cost"].sel(scheme="myopic", V=100.0).values
+    )
+    fig = plots.build_figure("generic", ds)
+    assert fig.axes[0].get_xscale() == "log"  # V spans 100x
     assert sorted(legend_labels(fig)) == ["dpp (ref.)", "myopic (ref.)"]
     xs = [c.lines[0].get_xdata().tolist() for c in fig.axes[0].containers]
-    assert xs == [[1.0, 100.0], [1.0, 100.0]]  # the family against V, the other scheme flat across it
-    with pytest.raises(ValueError, match="no scheme with a parameter V"):
-        plots.build_figure("cost_vs_V", datasets["cost_vs_V"].sel(scheme=["myopic"]))
+    assert xs == [[1.0, 100.0], [1.0, 100.0]]
+    # the second panel: dpp's mean paired difference from the reference myopic, seed by seed
+    (dpp_diff,) = (c.lines[0].get_ydata() for c in fig.axes[1].containers)
+    want = (ds["average_cost"].sel(scheme="dpp") - ds["average_cost"].sel(scheme="myopic")).squeeze().mean("seed")
+    np.testing.assert_allclose(dpp_diff, want.values)
+    assert "paired difference from myopic" in fig.axes[1].get_title()
+    assert "preset default" in texts(fig) and "K = 2" in texts(fig)
+
+
+def test_generic_refuses_two_swept_axes(datasets):
+    ds = datasets["cost_vs_K"].expand_dims(V=[1.0, 2.0])
+    with pytest.raises(ValueError, match="one swept axis"):
+        plots.build_figure("generic", ds)
+
+
+def test_tradeoff_draws_energy_against_delay_per_value(datasets):
+    ds = datasets["tradeoff"]
+    fig = plots.build_figure("tradeoff", ds)
+    ax = fig.axes[0]
+    assert "latency" in ax.get_xlabel() and "[s]" in ax.get_xlabel() and "[J]" in ax.get_ylabel()
+    by_label = dict(zip(legend_labels(fig), ax.containers, strict=True))
+    dpp = by_label["dpp (ref.)"]
+    np.testing.assert_allclose(dpp.lines[0].get_xdata(), ds["latency"].sel(scheme="dpp").squeeze().mean("seed"))
+    np.testing.assert_allclose(dpp.lines[0].get_ydata(), ds["mean_energy"].sel(scheme="dpp").squeeze().mean("seed"))
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "100"]  # dpp's points labelled by V; myopic does not move
 
 
 def test_cost_vs_gamma_panels(datasets):
     fig = plots.build_figure("cost_vs_gamma", datasets["cost_vs_gamma"])
-    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear"]
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear", "linear"]
     assert "not comparable" in fig.axes[0].get_title()
     assert fig.axes[1].get_ylabel() == "average cost per block"
     assert fig.axes[0].get_xlabel() == "discount factor γ (logit scale)"

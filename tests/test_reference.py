@@ -41,7 +41,7 @@ UNITS_BLOCK_TO_1 = tuple(
     for name in ("converged_block_median", "converged_block_max", "diverged_block")
 )
 ADDED_VARIABLES = tuple(mecmodel.dataset.METRICS)
-ADDED_ATTRS = ("history",)
+ADDED_ATTRS = ("history", "scheme_params_json")
 
 
 @pytest.mark.parametrize("case", DATASETS)

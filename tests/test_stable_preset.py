@@ -37,7 +37,7 @@ def figure_points(path: Path) -> tuple[str, dict, list[tuple[int, float]]]:
     config = sweep.apply_layers(sweep.read_config_file(path), [path])
     presets, overrides, points = set(), [], set()
     for exp in config["experiments"].values():
-        if exp["figure"] in FIGURES:
+        if exp.get("figure") in FIGURES:
             presets.add(exp.get("preset", config.get("preset", "default")))
             over = {**config.get("overrides", {}), **exp.get("overrides", {})}
             if over not in overrides:

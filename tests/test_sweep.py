@@ -20,6 +20,7 @@ PAPER = REPO / "config" / "paper.yaml"
 
 
 def wildcards(**kw):
+    kw.setdefault("extra", "")  # the swept parameters beyond today's axes: none
     return types.SimpleNamespace(**kw)
 
 
@@ -133,10 +134,11 @@ def test_smoke_config_resolves_to_its_documented_grid():
     assert exp["scheme"] == schemes.select("all") and exp["K"] == [2, 4]
     assert len(exp["runs"]) == 2 * len(schemes.select("all"))
     # five distinct points (K, arrival, gamma) of every scheme, a sixth (K = 1) of every scheme and the
-    # two exact solvers, and the two DPP members of the V sweep (myopic's run is shared): a point
-    # shared by experiments runs once
+    # two exact solvers, dpp at V = 100 (at V = 1, its default, it is the shared point's run; myopic
+    # does not declare V and runs once), and 3 schemes at f_ser_max = 1e9 (5e10 is the model's own
+    # value: the shared point's runs): a point shared by experiments runs once
     n = len(schemes.select("all"))
-    assert len(s.all_runs()) == 5 * n + (n + 2) + 2 and len(s.models) == 1
+    assert len(s.all_runs()) == 5 * n + (n + 2) + 1 + 3 and len(s.models) == 1
 
 
 @pytest.mark.parametrize(
@@ -236,7 +238,8 @@ def test_schema_errors_lead_with_the_field():
     import jsonschema
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    schema["properties"]["overrides"] = {"type": "object"}  # the $ref needs the file's folder
+    schema["properties"]["overrides"] = {"type": "object"}  # the $refs need the file's folder
+    schema["$defs"]["experiment"]["allOf"] = []
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors({**tiny(), "blokcs": 3}))
     msg = sweep.schema_error_message(errors[0])
     assert msg.startswith("config: blokcs: ") and "did you mean 'blocks'?" in msg

@@ -26,6 +26,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import mecmodel
+from mecmodel import sweep
 from mecmodel.dataset import write_atomic
 from mecmodel.params import PRESETS, ParamError, make_params
 from mecmodel.results import aggregate, canonical_number, find_runs, open_runs, run_path
@@ -120,6 +121,7 @@ def test_schema_enums_match_the_registries():
     from mecmodel.plots import FIGURES
 
     assert exp["figure"]["enum"] == list(FIGURES)
+    assert exp["metric"]["enum"] == list(sweep.METRIC_NAMES)
 
 
 @pytest.mark.parametrize("path", [DEFAULT, SMOKE, PAPER], ids=lambda p: p.name)
@@ -131,10 +133,12 @@ def test_shipped_configs_are_valid_and_name_the_same_experiments(path):
     prefix = "paper_" if path == PAPER else ""
     paper_figs = ["convergence", "cost_vs_block", "cost_vs_arrival", "cost_vs_K", "cost_vs_gamma"]
     # the paper preset leaves out the exact optimum (config/paper.yaml)
-    ours = ["cost_vs_V"] if path == PAPER else ["optimality_gap", "cost_vs_V"]
+    sweeps = ["cost_vs_V", "tradeoff_V", "cost_vs_server_capacity"]  # parameters swept from the config alone
+    ours = sweeps if path == PAPER else ["optimality_gap", *sweeps]
     assert [name.removeprefix(prefix) for name in config["experiments"]] == paper_figs + ours
+    figures = {"cost_vs_V": "generic", "tradeoff_V": "tradeoff", "cost_vs_server_capacity": "generic"}
     for name, exp in config["experiments"].items():
-        assert exp["figure"] == name.removeprefix(prefix)
+        assert exp["figure"] == figures.get(name.removeprefix(prefix), name.removeprefix(prefix))
         if exp["figure"] in paper_figs[1:]:
             assert exp["scheme"] == select("all"), "every figure but Fig. 6 shows the references too"
     if "optimality_gap" in ours:
@@ -530,7 +534,7 @@ def test_aggregate_rejects_mixed_models_and_holes(tiny_runs, tmp_path):
     root, paths = tiny_runs
     other = mecmodel.simulate(K=2, arrival_prob=0.6, gamma=0.9, scheme="local", seeds=2, blocks=6, overrides={"M": 5})
     odd = write_atomic(other, tmp_path / "odd.nc")
-    with pytest.raises(ParamError, match="inputs: .*model_hash"):
+    with pytest.raises(ParamError, match="inputs: .*other model parameters"):
         aggregate([*paths, odd], tmp_path / "x.nc")
     with pytest.raises(ParamError, match="inputs: "):
         aggregate(paths[:-1], tmp_path / "x.nc")  # one point of the grid missing
