@@ -193,7 +193,14 @@ def aggregate(
         "seeds": [int(s) for s in first["seed"].values],
     }
     ref_params = _model_params(first, swept)
+    from .dataset import METRICS
+
     for path, ds in zip(paths, runs, strict=True):
+        if any(name not in ds for name in METRICS):
+            raise ParamError(
+                f"inputs: {path} was made by mecmodel {ds.attrs.get('mecmodel_version', '?')}, before runs stored "
+                f"{', '.join(METRICS)}; run it again (the workflow does: the version is a parameter of every run)"
+            )
         got = {
             "preset": ds.attrs.get("preset"),
             "blocks": ds.sizes["block"],

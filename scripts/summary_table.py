@@ -1,52 +1,33 @@
-"""The 'What it shows' table of docs/model.md, from the workflow's aggregates.
+"""A Markdown table of an aggregate: every scheme (and every value of a swept axis), its costs, the
+metrics MEC papers report, and its paired difference from the experiment's reference scheme.
 
-    python scripts/summary_table.py results/cost_vs_block.nc results/convergence.nc
+    python scripts/summary_table.py results/cost_vs_block.nc [results/convergence.nc]
+    python scripts/summary_table.py results/cost_vs_server_capacity.nc
 
-Mean over seeds with a 95% Student-t interval (half-width shown after +-).
+Mean over seeds with a 95% Student-t interval (half-width after ±, mecmodel.plots.mean_ci). The
+"paired" column is the mean of the per-seed differences from the reference scheme (the schemes of a
+point share their random draws), whose interval is the one that says whether a scheme is lower.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import itertools
 
 import numpy as np
 import xarray as xr
 
-from mecmodel.sweep import AXES
-
-# Two-sided 95% Student-t quantiles by degrees of freedom (1.96 beyond the table).
-T95 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    11: 2.201,
-    12: 2.179,
-    13: 2.160,
-    14: 2.145,
-    15: 2.131,
-    19: 2.093,
-    24: 2.064,
-    29: 2.045,
-}
+from mecmodel.plots import mean_ci
+from mecmodel.results import default_reference, paired_differences
 
 
-def ci(values: np.ndarray) -> str:
-    v = values[np.isfinite(values)]
-    if v.size == 0:
+def ci(values: np.ndarray, digits: str = ".4g") -> str:
+    mean, lo, hi, n = mean_ci(np.asarray(values, dtype=float).ravel())
+    if n == 0:
         return "n/a"
-    if v.size == 1:
-        return f"{v[0]:.4g}"
-    t = T95.get(v.size - 1, 1.96 if v.size > 30 else T95[max(k for k in T95 if k <= v.size - 1)])
-    half = t * v.std(ddof=1) / math.sqrt(v.size)
-    return f"{v.mean():.4g} ± {half:.2g}"
+    if n == 1:
+        return format(float(mean), digits)
+    return f"{float(mean):{digits}} ± {float(hi - mean):.2g}"
 
 
 def conv(values: np.ndarray) -> str:
@@ -57,33 +38,58 @@ def conv(values: np.ndarray) -> str:
     return f"{np.median(v):.0f} ({v.size}/{n} seeds)"
 
 
+def table(ds: xr.Dataset) -> list[str]:
+    """Rows per scheme and per value of every point dim with several values."""
+    if "diff_average_cost" not in ds:  # combined by hand, not by mecmodel aggregate
+        ds = paired_differences(ds, str(ds.attrs.get("reference_scheme") or default_reference(ds)))
+    swept = [d for d in ds.dims if d not in ("scheme", "seed", "block", "wd") and ds.sizes[d] > 1]
+    fixed = [d for d in ds.dims if d not in ("scheme", "seed", "block", "wd") and ds.sizes[d] == 1]
+    ref = ds.attrs.get("reference_scheme", "")
+    point = ", ".join(f"{d} = {ds[d].values[0]:g}" for d in fixed)
+    out = [
+        f"{point}; {ds.sizes['seed']} seeds, {ds.sizes['block']} blocks, preset {ds.attrs.get('preset', '?')}; "
+        f"paired: minus {ref} on the same seed.",
+        "",
+        "| "
+        + " | ".join(
+            [
+                *swept,
+                "scheme",
+                "discounted cost (9a)",
+                "average cost per block",
+                f"paired Δ average cost vs {ref}",
+                "delay (s)",
+                "energy per block (J)",
+                "offloaded share",
+                "diverged seeds",
+            ]
+        )
+        + " |",
+        "|" + "---|" * (len(swept) + 8),
+    ]
+    ds = ds.squeeze(fixed)
+    for values in itertools.product(*(ds[d].values for d in swept)):
+        x = ds.sel(dict(zip(swept, values, strict=True)))
+        for s in x.scheme.values:
+            y = x.sel(scheme=s)
+            paired = "0 (reference)" if s == ref else ci(y["diff_average_cost"].values)
+            cells = [*(f"{v:g}" for v in values), str(s), ci(y.discounted_cost.values), ci(y.average_cost.values)]
+            cells += [paired, ci(y.latency.values)]
+            cells += [
+                ci(y[v].values, f) if v in y else "n/a" for v, f in (("mean_energy", ".4g"), ("offloaded_share", ".3f"))
+            ]
+            cells.append(str(int(y.diverged.sum())))
+            out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cost_vs_block")
+    ap.add_argument("aggregate")
     ap.add_argument("convergence", nargs="?")
     a = ap.parse_args()
-    with xr.open_dataset(a.cost_vs_block) as d:
-        ds = d.load().squeeze(list(AXES))
-    print(
-        f"K = {int(ds.K)}, arrival {float(ds.arrival_prob):g}, gamma {float(ds.gamma):g}, "
-        f"{ds.sizes['seed']} seeds, {ds.sizes['block']} blocks, preset {ds.attrs.get('preset', '?')}.\n"
-    )
-    print(
-        "| scheme | discounted cost (9a) | long-run average cost per block | latency (s) | Alg. 1 converged at (median block) | Alg. 2 converged at (median block) | diverged seeds |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for s in ds.scheme.values:
-        x = ds.sel(scheme=s)
-        a1, a2 = (
-            "does not learn"
-            if not np.isfinite(x[f"{alg}_td_error"].values).any()
-            else conv(x[f"{alg}_converged_block_median"].values)
-            for alg in ("alg1", "alg2")
-        )
-        print(
-            f"| {s} | {ci(x.discounted_cost.values)} | {ci(x.average_cost.values)} | {ci(x.latency.values)} "
-            f"| {a1} | {a2} | {int(x.diverged.sum())} |"
-        )
+    with xr.open_dataset(a.aggregate) as d:
+        print("\n".join(table(d.load())))
     if a.convergence:
         with xr.open_dataset(a.convergence) as d:
             c = d.load().squeeze()

@@ -143,6 +143,55 @@ CONFIG_CASES = [
     ConfigCase(
         "unknown preset", tiny(preset="papr"), ("config: preset: 'papr' is not one of ['default', 'paper', 'stable']",)
     ),
+    # A swept parameter (issue 13): checked against its own field, by the generated schema or the
+    # scheme's declaration, with the same one line naming it.
+    ConfigCase(
+        "swept model parameter out of range",
+        with_exp(f_ser_max=[1.0e9, -5.0]),
+        ("config: experiments.e.f_ser_max[1]: -5.0 is less than or equal to the minimum of 0",),
+        snakemake=True,
+    ),
+    ConfigCase(
+        "swept integer parameter not an integer",
+        with_exp(M=[10, 2.5]),
+        ("config: experiments.e.M[1]: 2.5 is not of type 'integer'",),
+    ),
+    ConfigCase(
+        "swept scheme parameter out of range",
+        with_exp(scheme=["dpp", "even"], V=[1.0, -1.0]),
+        ("config: experiments.e.V[1]: must be a number in (0, 1e+12], got -1.0",),
+        snakemake=True,
+    ),
+    ConfigCase(
+        "swept parameter no scheme declares",
+        with_exp(V=[1.0, 10.0]),
+        ("config: experiments.e.V: not a model parameter", "(they declare: none)"),
+    ),
+    ConfigCase(
+        "typo in a swept parameter",
+        with_exp(f_ser_mx=[1.0e9]),
+        ("config: experiments.e.f_ser_mx: not a model parameter", "did you mean 'f_ser_max'?"),
+    ),
+    ConfigCase(
+        "swept and overridden",
+        with_exp(f_ser_max=[1.0e9], overrides={"f_ser_max": 2.0e9}),
+        ("config: experiments.e.f_ser_max: f_ser_max is both swept here and set in overrides; keep one of them",),
+    ),
+    ConfigCase(
+        "a swept axis written as one value",
+        with_exp(f_ser_max=1.0e9),
+        ("config: experiments.e.f_ser_max: 1000000000.0 is not of type 'array'",),
+    ),
+    ConfigCase(
+        "generic figure with two swept axes",
+        with_exp(figure="generic", K=[2, 3], f_ser_max=[1.0e9, 2.0e9]),
+        ("config: experiments.e: figure generic draws one swept axis, but K, f_ser_max each have several values",),
+    ),
+    ConfigCase(
+        "reference not among the schemes",
+        with_exp(reference="even"),
+        ("config: experiments.e.reference: must be one of the experiment's schemes (proposed), got 'even'",),
+    ),
     ConfigCase(
         "unknown figure",
         with_exp(figure="fig6"),

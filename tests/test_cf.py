@@ -46,12 +46,42 @@ def cf_report(path, tmp_path) -> tuple[list[str], dict]:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cf")
     paths = []
+    model = f"default-{mecmodel.make_params('default').model_hash()}"
     for K in (2, 3):
         for scheme in ("proposed", "even", "dpp"):
             ds = mecmodel.simulate(K=K, arrival_prob=0.4, gamma=0.9, scheme=scheme, seeds=2, blocks=40)
             point = {"K": K, "arrival_prob": 0.4, "gamma": 0.9, "scheme": scheme}
-            paths.append(write_atomic(ds, run_path(f"default-{ds.attrs['model_hash']}", point, 2, 40, str(root))))
+            paths.append(write_atomic(ds, run_path(model, point, 2, 40, str(root))))
+        # a swept parameter of a scheme (dpp's V), a coordinate of the run and of the aggregate
+        ds = mecmodel.simulate(
+            K=K, arrival_prob=0.4, gamma=0.9, scheme="dpp", seeds=2, blocks=40, scheme_params={"V": 10.0}, sweep=["V"]
+        )
+        point = {"K": K, "arrival_prob": 0.4, "gamma": 0.9, "scheme": "dpp", "V": 10.0}
+        paths.append(write_atomic(ds, run_path(model, point, 2, 40, str(root))))
     return root, paths
+
+
+def test_a_run_with_a_swept_model_parameter_in_db_is_cf_clean(tmp_path):
+    ds = mecmodel.simulate(K=2, seeds=2, blocks=20, overrides={"shadowing_db": 4.0}, sweep=["shadowing_db"])
+    assert ds["shadowing_db"].attrs["units"] == "1" and "[dB]" in ds["shadowing_db"].attrs["long_name"]
+    msgs, _ = cf_report(write_atomic(ds, tmp_path / "db.nc"), tmp_path)
+    assert msgs == []
+
+
+def test_every_parameter_unit_is_udunits_or_mapped():
+    """A swept parameter's coordinate takes the field's unit: UDUNITS must know it, or it is mapped to 1."""
+    from cf_units import Unit
+
+    from mecmodel.dataset import NOT_UDUNITS
+    from mecmodel.params import FIELDS
+    from mecmodel.schemes import SCHEMES
+
+    units = {f.unit for f in FIELDS} | {f.unit for s in SCHEMES.values() for f in s.params.values()}
+    for unit in sorted(units - set(NOT_UDUNITS)):
+        Unit(unit)  # raises ValueError for a unit UDUNITS does not know
+    for unit in NOT_UDUNITS:
+        with pytest.raises(ValueError):
+            Unit(unit)
 
 
 def test_a_run_file_is_cf_clean(runs, tmp_path):
@@ -64,6 +94,8 @@ def test_a_run_file_is_cf_clean(runs, tmp_path):
 def test_an_aggregate_is_cf_clean(runs, tmp_path):
     root, paths = runs
     agg = aggregate(paths, root / "agg.nc", experiment="e")
+    with xr.open_dataset(agg) as ds:
+        assert ds["V"].values.tolist() == [1.0, 10.0] and "diff_average_cost" in ds
     msgs, report = cf_report(agg, tmp_path)
     assert msgs == []
     assert report["scored_points"] == report["possible_points"] > 0
