@@ -643,7 +643,9 @@ def _axis_label(ds: xr.Dataset, axis: str) -> tuple[str, str]:
     )
     v = ds[axis].values.astype(float)
     log = bool((v > 0).all() and v.max() / v.min() >= 20)
-    return label + (" (log scale)" if log else ""), "log" if log else "linear"
+    import textwrap
+
+    return textwrap.fill(label + (" (log scale)" if log else ""), 48), "log" if log else "linear"
 
 
 def _held_fixed(ds: xr.Dataset) -> str:
