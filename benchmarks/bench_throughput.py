@@ -14,6 +14,14 @@ the Dataset is not built). Each size gets a short warm-up run, then the median o
 at least ``--ref-min-blocks`` keep its per-seed set-up (feature vectors, the first chunk of
 channel draws) a small share of its time. ``end_to_end`` is one ``mecmodel.simulate`` call,
 which also builds the Dataset. Results go to ``benchmarks/results/throughput.{json,csv}`` (git-ignored).
+
+Where the time goes: one more run per size with the pieces of a block wrapped in timers
+(exclusive time: a piece called inside another counts once): the channel (gains, rates and powers
+(3)-(4), the chunked fading and arrival draws), the partition and queues ((1), (2), (5)-(8)),
+Algorithm 1 (act and update at the WDs), Algorithm 2 (the server), and the rest (the loop and
+recording). The wrappers add about a microsecond per call; the shares are of that run. The
+fused limit is Algorithm 1's update alone (``OnlineQ.learn`` on a batch of K x seeds learners
+with random inputs): what a block would cost if nothing but that arithmetic ran.
 """
 
 from __future__ import annotations
@@ -57,6 +65,96 @@ def _times(fn: Callable[[], object], repeats: int) -> tuple[list[float], list[fl
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return wall, cpu
+
+
+class _Shares:
+    """Exclusive wall time per category of the functions wrapped with :meth:`wrap`."""
+
+    def __init__(self):
+        self.time: dict[str, float] = {}
+        self.stack: list[float] = []
+
+    def wrap(self, category: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            self.stack.append(0.0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                inner = self.stack.pop()
+                self.time[category] = self.time.get(category, 0.0) + dt - inner
+                if self.stack:
+                    self.stack[-1] += dt
+
+        return timed
+
+
+CATEGORIES = ("channel", "partition_queues", "algorithm1", "algorithm2", "loop_recording")
+
+
+def time_shares(P, seed_ids: list[int], blocks: int) -> dict[str, float]:
+    """Share of a block's wall time in each of :data:`CATEGORIES` (one instrumented run)."""
+    from mecmodel import channel, env, queues
+    from mecmodel.policies import qlearning
+
+    shares = _Shares()
+    patches = []
+
+    def patch(owner, name, category):
+        original = getattr(owner, name)
+        patches.append((owner, name, original))
+        setattr(owner, name, shares.wrap(category, original))
+
+    for name in ("bits_per_slot", "power_for_bits", "dbits_dp"):
+        patch(channel, name, "channel")
+    patch(env.Exogenous, "at", "channel")
+    for name in (
+        "wd_service",
+        "local_energy",
+        "offload_energy",
+        "server_service",
+        "server_energy",
+        "cost_terms",
+        "wd_queue_next",
+        "server_queue_next",
+    ):
+        patch(queues, name, "partition_queues")
+    for name in ("act", "update"):
+        patch(qlearning.Algorithm1, name, "algorithm1")
+        patch(qlearning.Algorithm2, name, "algorithm2")
+    try:
+        t0 = time.perf_counter()
+        simulate_arrays(P, "proposed", seed_ids, blocks)
+        total = time.perf_counter() - t0
+    finally:
+        for owner, name, original in reversed(patches):
+            setattr(owner, name, original)
+    out = {c: shares.time.get(c, 0.0) / total for c in CATEGORIES[:-1]}
+    out["loop_recording"] = 1.0 - sum(out.values())
+    return out
+
+
+def fused_limit(P, seeds: int, repeats: int, calls: int = 200) -> float:
+    """Device-blocks per second of Algorithm 1's update alone on a (seeds, K) batch of learners."""
+    from mecmodel.policies.qlearning import OnlineQ
+
+    rng = np.random.default_rng(0)
+    K, M, D = P.K, P.M, P.n_slots + 3
+    v = rng.standard_normal((seeds, K, M, D + 1)) * (P.feature_std / np.sqrt(D + 1))
+    q = OnlineQ.from_params(v, 1, np.array([P.p_init]), P)
+    xs = rng.random((calls + 1, seeds, K, D))
+    r, dr = rng.random((seeds, K)), rng.random((seeds, K, 1)) * 1e-3
+    q.freeze = False
+
+    def run():
+        q.observe(xs[0])
+        for i in range(calls):
+            q.learn(i, r, dr, xs[i + 1])
+
+    run()
+    wall, _ = _times(run, repeats)
+    return K * seeds * calls / statistics.median(wall)
 
 
 def _cpu_model() -> str:
@@ -119,6 +217,9 @@ def measure(
     row["ref_rate"] = K * seeds * ref_blocks / row["ref_median_s"]
     row["ref_rate_cpu"] = K * seeds * ref_blocks / row["ref_cpu_median_s"]
     row["speedup"] = row["vec_rate"] / row["ref_rate"]
+    row["fused_rate"] = fused_limit(P, seeds, repeats)
+    row["of_fused"] = row["vec_rate"] / row["fused_rate"]
+    row.update({f"share_{k}": v for k, v in time_shares(P, seed_ids, blocks).items()})
     row["load_1min_before"] = load
     row["load_1min_after"] = os.getloadavg()[0]
     return row
@@ -191,6 +292,17 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
+    print("\nwhere a block's time goes (one instrumented run per size), and the fused limit:")
+    print(
+        f"{'K':>5} {'seeds':>5} {'channel':>8} {'queues':>7} {'alg. 1':>7} {'alg. 2':>7} {'loop+rec':>8} "
+        f"{'fused/s':>9} {'of fused':>8}"
+    )
+    for r in rows:
+        sh = [r[f"share_{c}"] for c in CATEGORIES]
+        print(
+            f"{r['K']:>5} {r['seeds']:>5} " + " ".join(f"{x:>7.0%}" for x in sh[:4]) + f" {sh[4]:>8.0%}"
+            f" {_fmt_rate(r['fused_rate']):>9} {r['of_fused']:>8.2f}"
+        )
     print()
     for r in rows:
         if r["K"] == 100:
