@@ -94,7 +94,36 @@ def simulate_params(
     sweep: Sequence[str] = (),
 ):
     """:func:`simulate` for parameters already built with :func:`make_params`."""
-    from .dataset import build_dataset
+    import xarray as xr
+
+    data, coords, attrs = simulate_parts(
+        P,
+        scheme=scheme,
+        seeds=seeds,
+        blocks=blocks,
+        per_device=per_device,
+        progress=progress,
+        scheme_params=scheme_params,
+        sweep=sweep,
+    )
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def simulate_parts(
+    P,
+    *,
+    scheme: str = "proposed",
+    seeds: int | Sequence[int] = 10,
+    blocks: int = 2000,
+    per_device: bool = False,
+    progress: bool = False,
+    scheme_params: Mapping[str, Any] | None = None,
+    sweep: Sequence[str] = (),
+) -> tuple[dict, dict, dict]:
+    """:func:`simulate_params` up to the Dataset: its variables, coordinates and attributes as plain
+    numpy (:func:`mecmodel.dataset.dataset_parts`), which ``mecmodel simulate`` writes without
+    importing xarray (:func:`mecmodel.dataset.write_parts`)."""
+    from .dataset import dataset_parts
     from .params import ParamError
     from .schemes import get_scheme
     from .simulation import simulate_arrays
@@ -114,4 +143,4 @@ def simulate_params(
         run["scheme_params"] = out["scheme_params"]
     if sweep:
         run["sweep"] = sorted(sweep)
-    return build_dataset(out, P, scheme, blocks, run, sweep)
+    return dataset_parts(out, P, scheme, blocks, run, sweep)

@@ -155,11 +155,11 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     if not a.output.endswith((".nc", ".nc4")):
         raise _Fail(f"output: must end in .nc, got {a.output!r}")
 
-    from . import simulate_params
-    from .dataset import write_atomic
+    from . import simulate_parts
+    from .dataset import write_parts
 
     progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
-    ds = simulate_params(
+    parts = simulate_parts(
         P,
         scheme=a.scheme,
         seeds=seeds,
@@ -170,7 +170,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         sweep=swept,
     )
     try:
-        write_atomic(ds, a.output)
+        write_parts(parts, a.output)
     except OSError as e:
         raise _Fail(f"output: cannot write {a.output}: {e.strerror or e}") from None
     return 0

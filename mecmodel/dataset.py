@@ -91,6 +91,15 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
     """
     import xarray as xr
 
+    data, coords, attrs = dataset_parts(out, P, scheme, blocks, run, sweep)
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def dataset_parts(
+    out: dict, P: Params, scheme: str, blocks: int, run: dict[str, Any], sweep: Sequence[str] = ()
+) -> tuple[dict, dict, dict]:
+    """The run's variables, coordinates (name: (dims, array, attrs)) and attributes, in plain numpy:
+    what :func:`build_dataset` makes a Dataset of and :func:`write_parts` writes without xarray."""
     seeds = np.asarray(out["seeds"], dtype=np.int64)
     dims_point = point_dims(sweep)
     lead = (1,) * len(dims_point)
@@ -244,8 +253,7 @@ def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str,
         attrs[f"param_{k}"] = int(v) if isinstance(v, bool) else v
     for k, f in FIELD_BY_NAME.items():
         attrs[f"param_{k}_units"] = f.unit
-    ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    return ds
+    return data, coords, attrs
 
 
 def encoding(ds) -> dict:
@@ -261,6 +269,56 @@ def encoding(ds) -> dict:
         if var.dtype.kind in "OU":
             enc[name]["dtype"] = "S1"
     return enc
+
+
+def write_parts(parts: tuple[dict, dict, dict], path: str | os.PathLike) -> Path:
+    """Write :func:`dataset_parts` to NetCDF at ``path`` with netCDF4 alone, atomically.
+
+    The file reads back (``xr.open_dataset``) identical to what :func:`write_atomic` writes of
+    :func:`build_dataset` (``tests/test_dataset_io.py``): the same dims, dtypes, attributes,
+    compression and fill values, strings as character arrays. ``mecmodel simulate`` writes its
+    run file this way: importing xarray (and pandas) is most of a job's start-up.
+    """
+    import netCDF4
+
+    data, coords, attrs = parts
+    path = Path(path)
+    with atomic_paths(path) as (tmp,):
+        try:
+            with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+                for name, (_, values, _) in coords.items():  # a coordinate is named after its dim
+                    nc.createDimension(name, len(values))
+                for name, (_, values, vattrs) in coords.items():
+                    values = np.asarray(values)
+                    if values.dtype.kind in "OU":  # a string coordinate, as xarray writes it
+                        text = [str(v).encode("utf-8") for v in values]
+                        width = max(1, *(len(t) for t in text))
+                        char_dim = f"string{width}"
+                        if char_dim not in nc.dimensions:
+                            nc.createDimension(char_dim, width)
+                        var = nc.createVariable(name, "S1", (name, char_dim), fill_value=False)
+                        var._Encoding = "utf-8"
+                        var.setncatts(vattrs)
+                        var[:] = netCDF4.stringtochar(np.array(text, dtype=f"S{width}"))
+                    else:
+                        var = nc.createVariable(name, values.dtype, (name,), fill_value=False)
+                        var.setncatts(vattrs)
+                        var[:] = values
+                for name, (dims, values, vattrs) in data.items():
+                    values = np.asarray(values)
+                    fill = values.dtype.type(np.nan) if values.dtype.kind == "f" else None
+                    var = nc.createVariable(
+                        name, values.dtype, dims, zlib=True, complevel=4, shuffle=True, fill_value=fill
+                    )
+                    var.set_auto_maskandscale(False)
+                    var.setncatts(vattrs)
+                    var[:] = values
+                nc.setncatts(attrs)
+        except RuntimeError as e:
+            raise OSError(
+                errno.EIO, f"the NetCDF library could not write the file ({e}); is the disk full?", str(path)
+            ) from None
+    return path
 
 
 def write_atomic(ds, path: str | os.PathLike) -> Path:
