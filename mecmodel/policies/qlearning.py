@@ -39,6 +39,8 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def step_size(t: int | np.ndarray, alpha0: float, t0: float, kappa: float) -> np.ndarray:
     """Step size at block t; satisfies (36) for kappa in (0.5, 1]."""
+    if isinstance(t, int):  # the learners' case, once per block: plain floats, the same bits
+        return alpha0 / (1.0 + float(t) / t0) ** kappa
     return alpha0 / (1.0 + np.asarray(t, dtype=float) / t0) ** kappa
 
 
@@ -49,7 +51,7 @@ def row_norm(x: np.ndarray) -> np.ndarray:
 
 def td_error(r, gamma, w, phi_now, phi_next):
     """(24)/(31): r + gamma w^T phi(x~_{t+1}) - w^T phi(x~_t)."""
-    return r + gamma * np.sum(w * phi_next, axis=-1) - np.sum(w * phi_now, axis=-1)
+    return r + gamma * np.add.reduce(w * phi_next, axis=-1) - np.add.reduce(w * phi_now, axis=-1)
 
 
 def gradients(delta, dr_da, gamma, w, v_a, phi_now, phi_next, exact: bool):
@@ -148,7 +150,7 @@ class OnlineQ:
         g_a, g_w = gradients(delta, dr_da, self.gamma, self.w, self.v_a, phi_now, phi_next, self.exact)
         alpha = float(step_size(t, self.alpha0, self.t0, self.kappa))
         w_new = self.w - alpha * g_w  # (28b)/(35b)
-        a_new = np.clip(self.a - alpha * g_a, 0.0, 1.0)  # (28a)/(35a), projected on [0, max]
+        a_new = np.minimum(np.maximum(self.a - alpha * g_a, 0.0), 1.0)  # (28a)/(35a), projected on [0, max]
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = row_norm(w_new - self.w) / row_norm(self.w)
         new_norm = row_norm(w_new)
