@@ -243,8 +243,14 @@ def aggregate(
     if config is not None:
         combined.attrs["experiment_config"] = json.dumps(config, sort_keys=True)
     combined.attrs["model_params_json"] = json.dumps(ref_params, sort_keys=True)
-    # The model of the run paths: every parameter but the swept ones (Params.model_hash without a sweep).
-    combined.attrs["model_hash"] = stable_hash(ref_params)
+    # The model of the run paths (<preset>-<model_hash>): the experiment's preset and overrides,
+    # swept model parameters at their base values; from the config when given.
+    from .params import FIELD_BY_NAME
+
+    if config is not None and "model" in config:
+        combined.attrs["model_hash"] = str(config["model"]).rsplit("-", 1)[-1]
+    elif not any(name in FIELD_BY_NAME for name in swept):
+        combined.attrs["model_hash"] = stable_hash(ref_params)
     combined.attrs["n_runs"] = len(runs)
     from .version import package_version
 

@@ -60,6 +60,8 @@ def points(config: dict, experiment: str | None = None) -> set[tuple]:
 
     A run is identified by its model (preset and effective overrides), the point and its length;
     grid numbers are compared at 10 significant digits.
+    Other swept parameters (config/README.md): a value equal to the model's own, or to the scheme's
+    default, is the unswept point; a scheme runs once over a parameter it does not declare.
     """
     out = set()
     names = [experiment] if experiment else list(config["experiments"])
@@ -68,15 +70,29 @@ def points(config: dict, experiment: str | None = None) -> set[tuple]:
         preset = exp.get("preset", config.get("preset", "default"))
         over = {**config.get("overrides", {}), **exp.get("overrides", {})}
         model = (preset, json.dumps(over, sort_keys=True))
+        base = make_params(preset, over).values
         seeds = exp.get("seeds", config.get("seeds", 10))
         blocks = exp.get("blocks", config.get("blocks", 2000))
-        for K, lam, gamma, scheme in itertools.product(exp["K"], exp["arrival_prob"], exp["gamma"], exp["scheme"]):
-            out.add((model, int(K), f"{lam:.10g}", f"{gamma:.10g}", scheme, seeds, blocks))
+        extra = {k: v for k, v in exp.items() if k not in sweep.EXPERIMENT_KEYS}
+        for K, lam, gamma, scheme, *values in itertools.product(
+            exp["K"], exp["arrival_prob"], exp["gamma"], select(exp["scheme"]), *extra.values()
+        ):
+            declared = SCHEMES[scheme].params
+            swept = []
+            for k, v in zip(extra, values, strict=True):
+                own = base.get(k, declared[k].default if k in declared else None)
+                if own is not None and float(v) != float(own):
+                    swept.append((k, f"{float(v):.10g}"))
+            out.add((model, int(K), f"{lam:.10g}", f"{gamma:.10g}", scheme, tuple(swept), seeds, blocks))
     return out
 
 
 def grid_size(config: dict) -> int:
-    return sum(math.prod(len(e[a]) for a in (*SWEPT, "scheme")) for e in config["experiments"].values())
+    def size(e: dict) -> int:
+        extra = [k for k in e if k not in sweep.EXPERIMENT_KEYS]
+        return math.prod(len(e[a]) for a in (*SWEPT, *extra)) * len(select(e["scheme"]))
+
+    return sum(size(e) for e in config["experiments"].values())
 
 
 def run_file(workdir: Path, config: dict, K: int, lam: float, gamma: float, scheme: str) -> Path:
@@ -322,9 +338,14 @@ def test_second_run_does_nothing(smoke):
 def test_aggregates_have_the_documented_layout(smoke):
     config = load_config(SMOKE)
     for name, exp in config["experiments"].items():
+        extra = sorted(k for k in exp if k not in sweep.EXPERIMENT_KEYS)
+        dims = (*AXES, *extra, "scheme")
         with xr.open_dataset(smoke / "results" / f"{name}.nc") as ds:
-            assert tuple(ds["cost"].dims) == (*POINT_DIMS, "seed", "block")
-            assert tuple(ds["discounted_cost"].dims) == (*POINT_DIMS, "seed")
+            assert tuple(ds["cost"].dims) == (*dims, "seed", "block")
+            assert tuple(ds["discounted_cost"].dims) == (*dims, "seed")
+            for k in extra:
+                assert ds[k].values.tolist() == sorted(float(v) for v in exp[k])
+                assert tuple(ds[f"diff_{exp.get('metric', 'average_cost')}"].dims) == (*dims, "seed")
             assert ds["K"].values.tolist() == sorted(exp["K"])
             assert ds["arrival_prob"].values.tolist() == sorted(exp["arrival_prob"])
             assert ds["gamma"].values.tolist() == sorted(exp["gamma"])
@@ -338,13 +359,14 @@ def test_aggregates_have_the_documented_layout(smoke):
             assert ds["cost"].encoding.get("zlib") is True
             stored = json.loads(ds.attrs["experiment_config"])
             assert ds.attrs["experiment"] == name == stored["experiment"]
-            assert {k: stored[k] for k in exp} == exp
+            assert {k: stored[k] for k in exp if k not in extra} == {k: exp[k] for k in exp if k not in extra}
+            assert stored.get("sweep", {}) == {k: [float(v) for v in exp[k]] for k in extra}
             assert (stored["seeds"], stored["blocks"], stored["preset"]) == (
                 config["seeds"],
                 config["blocks"],
                 "default",
             )
-            assert ds.attrs["n_runs"] == math.prod(len(exp[a]) for a in (*SWEPT, "scheme"))
+            assert ds.attrs["n_runs"] == len(points(config, name))
             assert (ds.attrs["preset"], ds.attrs["blocks"], ds.attrs["n_seeds"]) == (
                 "default",
                 config["blocks"],
