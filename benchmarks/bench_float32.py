@@ -17,16 +17,15 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from mecmodel.params import make_params  # noqa: E402
 from mecmodel.policies import qlearning  # noqa: E402
 from mecmodel.simulation import simulate_arrays  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_variants import compare, max_rel_diff  # noqa: E402
 
 _init, _learn, _observe = qlearning.OnlineQ.__init__, qlearning.OnlineQ.learn, qlearning.OnlineQ.observe
 
@@ -57,41 +56,16 @@ def run(P, seeds, blocks, dtype):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--K", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 10])
-    a = ap.parse_args(argv)
-    blocks, repeats = (200, 2) if a.quick else (1000, 3)
-    print(f"# numpy {np.__version__}; scheme proposed, up to {blocks} blocks, median of {repeats}")
-    print(
-        f"{'K':>5} {'seeds':>5} {'float64/s':>10} {'float32/s':>10} {'ratio':>6} {'cost, max rel.':>15} {'avg cost, max rel.':>19}"
+    return compare(
+        __doc__.splitlines()[0],
+        run,
+        ("float64", "float32"),
+        {
+            "cost, max rel.": lambda x, y: max_rel_diff(x["series"]["cost"], y["series"]["cost"]),
+            "avg cost, max rel.": lambda x, y: max_rel_diff(x["average_cost"], y["average_cost"]),
+        },
+        argv,
     )
-    for S in a.seeds:
-        for K in a.K:
-            P = make_params("default", {"K": K})
-            seeds = list(range(S))
-            b = max(20, min(blocks, int(2e6 / (K * S))))
-            out = {d: run(P, seeds, 20, d) for d in ("float64", "float32")}  # warm-up
-            rates = {}
-            for d in ("float64", "float32"):
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    out[d] = run(P, seeds, b, d)
-                    times.append(time.perf_counter() - t0)
-                rates[d] = K * S * b / statistics.median(times)
-            x, y = out["float64"]["series"]["cost"], out["float32"]["series"]["cost"]
-            ok = np.isfinite(x) & (x != 0)
-            cost = float(np.max(np.abs(x[ok] - y[ok]) / np.abs(x[ok])))
-            ax, ay = out["float64"]["average_cost"], out["float32"]["average_cost"]
-            avg = float(np.max(np.abs(ax - ay) / np.abs(ax)))
-            print(
-                f"{K:>5} {S:>5} {rates['float64'] / 1e3:>9.1f}k {rates['float32'] / 1e3:>9.1f}k "
-                f"{rates['float32'] / rates['float64']:>6.2f} {cost:>15.1e} {avg:>19.1e}",
-                flush=True,
-            )
-    return 0
 
 
 if __name__ == "__main__":

@@ -18,18 +18,17 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
 import math  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mecmodel.params import make_params  # noqa: E402
 from mecmodel.policies import qlearning  # noqa: E402
 from mecmodel.simulation import simulate_arrays  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_variants import compare, max_rel_diff  # noqa: E402
 
 
 def _kernel(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_s, v_a, zs_now, x_next, a, w, r, dr_da,
@@ -178,40 +177,13 @@ def run(P, seeds, blocks, backend):
         qlearning.OnlineQ.learn = _numpy_learn
 
 
+def _series_diff(x: dict, y: dict) -> float:
+    return max(max_rel_diff(x["series"][k], y["series"][k]) for k in ("cost", "alg1_td_error", "alg2_td_error"))
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--K", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 10])
-    a = ap.parse_args(argv)
-    blocks, repeats = (200, 2) if a.quick else (1000, 3)
-    print(f"# numba {numba.__version__}, numpy {np.__version__}; scheme proposed, {blocks} blocks, median of {repeats}")
-    print(f"{'K':>5} {'seeds':>5} {'numpy/s':>10} {'numba/s':>10} {'ratio':>6} {'max rel. diff':>14}")
-    for S in a.seeds:
-        for K in a.K:
-            P = make_params("default", {"K": K})
-            seeds = list(range(S))
-            b = max(20, min(blocks, int(2e6 / (K * S))))
-            out = {be: run(P, seeds, 20, be) for be in ("numpy", "numba")}  # warm-up and compile
-            rates = {}
-            for be in ("numpy", "numba"):
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    out[be] = run(P, seeds, b, be)
-                    times.append(time.perf_counter() - t0)
-                rates[be] = K * S * b / statistics.median(times)
-            diff = 0.0
-            for k in ("cost", "alg1_td_error", "alg2_td_error"):
-                x, y = out["numpy"]["series"][k], out["numba"]["series"][k]
-                ok = np.isfinite(x) & (x != 0)
-                diff = max(diff, float(np.max(np.abs(x[ok] - y[ok]) / np.abs(x[ok]))) if ok.any() else 0.0)
-            print(
-                f"{K:>5} {S:>5} {rates['numpy'] / 1e3:>9.1f}k {rates['numba'] / 1e3:>9.1f}k "
-                f"{rates['numba'] / rates['numpy']:>6.2f} {diff:>14.1e}",
-                flush=True,
-            )
-    return 0
+    print(f"# numba {numba.__version__}")
+    return compare(__doc__.splitlines()[0], run, ("numpy", "numba"), {"max rel. diff": _series_diff}, argv)
 
 
 if __name__ == "__main__":

@@ -82,31 +82,12 @@ def simulate(
     )
 
 
-def simulate_params(
-    P,
-    *,
-    scheme: str = "proposed",
-    seeds: int | Sequence[int] = 10,
-    blocks: int = 2000,
-    per_device: bool = False,
-    progress: bool = False,
-    scheme_params: Mapping[str, Any] | None = None,
-    sweep: Sequence[str] = (),
-):
-    """:func:`simulate` for parameters already built with :func:`make_params`."""
+def simulate_params(P, **options: Any):
+    """:func:`simulate` for parameters already built with :func:`make_params`; ``options`` are
+    :func:`simulate_parts`' (scheme, seeds, blocks, per_device, progress, scheme_params, sweep)."""
     import xarray as xr
 
-    data, coords, attrs = simulate_parts(
-        P,
-        scheme=scheme,
-        seeds=seeds,
-        blocks=blocks,
-        per_device=per_device,
-        progress=progress,
-        scheme_params=scheme_params,
-        sweep=sweep,
-    )
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return xr.Dataset(*simulate_parts(P, **options))
 
 
 def simulate_parts(

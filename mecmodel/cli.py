@@ -107,31 +107,35 @@ def _yaml_value(text: str):
         return text  # not YAML: the field's own check reports it with the allowed range
 
 
+def _pairs(items: Sequence[str], flag: str) -> list[tuple[str, object]]:
+    """NAME=VALUE arguments of ``flag``, the value read as YAML."""
+    out = []
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
+            raise _Fail(f"{flag}: expected NAME=VALUE, got {item!r}")
+        out.append((k.strip(), _yaml_value(v)))
+    return out
+
+
 def cmd_simulate(a: argparse.Namespace) -> int:
     from .params import load_overrides, make_params
 
     over: dict = {}
     if a.config:
         over.update(load_overrides(a.config))
-    for item in a.set:
-        k, eq, v = item.partition("=")
-        if not eq or not k.strip():
-            raise _Fail(f"--set: expected NAME=VALUE, got {item!r}")
-        over[k.strip()] = _yaml_value(v)
+    for k, v in _pairs(a.set, "--set"):
+        over[k] = v
     from .params import FIELD_BY_NAME
     from .schemes import get_scheme
 
     scheme_params: dict = {}
     swept: list[str] = []
-    for item in a.sweep:
-        k, eq, v = item.partition("=")
-        k = k.strip()
-        if not eq or not k:
-            raise _Fail(f"--sweep: expected NAME=VALUE, got {item!r}")
+    for k, v in _pairs(a.sweep, "--sweep"):
         if k in FIELD_BY_NAME:
-            over[k] = _yaml_value(v)
+            over[k] = v
         elif k in get_scheme(a.scheme).params:
-            scheme_params[k] = _yaml_value(v)
+            scheme_params[k] = v
         else:
             raise _Fail(f"--sweep: {k!r} is neither a model parameter nor a parameter of scheme {a.scheme!r}")
         swept.append(k)

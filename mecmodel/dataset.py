@@ -315,9 +315,7 @@ def write_parts(parts: tuple[dict, dict, dict], path: str | os.PathLike) -> Path
                     var[:] = values
                 nc.setncatts(attrs)
         except RuntimeError as e:
-            raise OSError(
-                errno.EIO, f"the NetCDF library could not write the file ({e}); is the disk full?", str(path)
-            ) from None
+            raise _write_error(e, path) from None
     return path
 
 
@@ -333,8 +331,10 @@ def write_atomic(ds, path: str | os.PathLike) -> Path:
         try:
             ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding(ds))
         except RuntimeError as e:
-            # The netCDF/HDF5 library reports a failed write(2) only as "NetCDF: HDF error".
-            raise OSError(
-                errno.EIO, f"the NetCDF library could not write the file ({e}); is the disk full?", str(path)
-            ) from None
+            raise _write_error(e, path) from None
     return path
+
+
+def _write_error(e: RuntimeError, path: Path) -> OSError:
+    """The netCDF/HDF5 library reports a failed write(2) only as "NetCDF: HDF error": name the file."""
+    return OSError(errno.EIO, f"the NetCDF library could not write the file ({e}); is the disk full?", str(path))

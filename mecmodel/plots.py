@@ -155,9 +155,10 @@ def _fix_point(
 
 
 def _other_axes(ds: xr.Dataset) -> list[str]:
-    """Swept parameters besides K, arrival_prob, gamma and scheme."""
-    own = {*AXES, "scheme", "seed", "block", "wd", "run", "point"}
-    return sorted(d for d in ds.dims if d not in own)
+    """Swept parameters besides K, arrival_prob, gamma and scheme (not the figures' own ``point``)."""
+    from .results import swept_dims
+
+    return [d for d in swept_dims(ds) if d != "point"]
 
 
 def _schemes(ds: xr.Dataset, var: str) -> list[str]:
@@ -436,6 +437,26 @@ def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
     return _finish(fig, "Fig. 7 — cost per block vs block", sub, (handles, labels), _diverged_note(n_div_total))
 
 
+def _errorbar(ax, style: dict, x, y, *, yerr, xerr=None, capsize: float = 3, elinewidth: float = 1.0):
+    """A scheme's means with their intervals (NaN half-widths drawn as none) in the scheme's style."""
+    import numpy as np
+
+    return ax.errorbar(
+        x,
+        y,
+        yerr=np.nan_to_num(yerr),
+        xerr=None if xerr is None else np.nan_to_num(xerr),
+        color=style["color"],
+        linestyle=style["linestyle"],
+        linewidth=style["linewidth"],
+        marker=style["marker"],
+        markersize=4.5,
+        capsize=capsize,
+        elinewidth=elinewidth,
+        zorder=style["zorder"],
+    )
+
+
 def _sweep(
     ds: xr.Dataset,
     sweep: str,
@@ -486,20 +507,7 @@ def _sweep(
             counts.extend(np.unique(n[keep]))
             xs_all.update(xv[keep].tolist())
             st = scheme_style(s)
-            err = np.vstack([mean - lo, hi - mean])[:, keep]
-            cont = ax.errorbar(
-                xv[keep],
-                mean[keep],
-                yerr=np.nan_to_num(err),
-                color=st["color"],
-                linestyle=st["linestyle"],
-                linewidth=st["linewidth"],
-                marker=st["marker"],
-                markersize=4.5,
-                capsize=3,
-                elinewidth=1.0,
-                zorder=st["zorder"],
-            )
+            cont = _errorbar(ax, st, xv[keep], mean[keep], yerr=np.vstack([mean - lo, hi - mean])[:, keep])
             if s not in seen:
                 seen.add(s)
                 label, n_div = _label(ds, s, "runs")
@@ -730,19 +738,15 @@ def fig_tradeoff(ds: xr.Dataset) -> Figure:
             continue
         counts.extend(np.unique(n[keep]))
         st = scheme_style(s)
-        cont = ax.errorbar(
+        cont = _errorbar(
+            ax,
+            st,
             mx[keep],
             my[keep],
-            xerr=np.nan_to_num(np.vstack([mx - xlo, xhi - mx])[:, keep]),
-            yerr=np.nan_to_num(np.vstack([my - ylo, yhi - my])[:, keep]),
-            color=st["color"],
-            linestyle=st["linestyle"],
-            linewidth=st["linewidth"],
-            marker=st["marker"],
-            markersize=4.5,
+            xerr=np.vstack([mx - xlo, xhi - mx])[:, keep],
+            yerr=np.vstack([my - ylo, yhi - my])[:, keep],
             capsize=2.5,
             elinewidth=0.9,
-            zorder=st["zorder"],
         )
         if axis != "point":
             vals = ds[axis].values

@@ -47,8 +47,8 @@ def _load(path: str | os.PathLike):
     return ds
 
 
-#: Dims of a run that are neither a swept point's nor these are the other swept parameters.
-OWN_DIMS = ("seed", "block", "wd")
+#: Dims that are neither a swept point's nor these are the other swept parameters (``run``: open_runs').
+OWN_DIMS = ("seed", "block", "wd", "run")
 
 
 def swept_dims(ds) -> list[str]:
