@@ -22,6 +22,12 @@ Algorithm 1 (act and update at the WDs), Algorithm 2 (the server), and the rest 
 recording). The wrappers add about a microsecond per call; the shares are of that run. The
 fused limit is Algorithm 1's update alone (``OnlineQ.learn`` on a batch of K x seeds learners
 with random inputs): what a block would cost if nothing but that arithmetic ran.
+
+Both engines (``--engine numpy numba``, the default when numba is installed): the numpy
+reference and the compiled ``engine: numba`` (``mecmodel.fast``), measured in the same run; the
+numba columns give its rate, its ratio to numpy, its shares (its environment step is one kernel,
+counted under "queues"; "channel" is then the chunked draws alone) and its own fused limit.
+The issue 11 targets are printed for each engine.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ from reference_loop import run_reference  # noqa: E402
 
 TARGET_RATIO_K100 = 50.0
 TARGET_RATE_K1000 = 2e6
+#: Issue 11's targets: (K, seeds) -> device-blocks per second.
+TARGETS = {(10, 1): 2e5, (100, 1): 8e5, (1000, 10): 2e6}
 
 
 def _times(fn: Callable[[], object], repeats: int) -> tuple[list[float], list[float]]:
@@ -120,6 +128,7 @@ def time_shares(P, seed_ids: list[int], blocks: int) -> dict[str, float]:
         "server_queue_next",
     ):
         patch(queues, name, "partition_queues")
+    patch(env.MECEnv, "_step_fast", "partition_queues")  # engine numba: the whole step is one kernel
     for name in ("act", "update"):
         patch(qlearning.Algorithm1, name, "algorithm1")
         patch(qlearning.Algorithm2, name, "algorithm2")
@@ -184,8 +193,29 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def measure_numba(K: int, seeds: int, blocks: int, repeats: int) -> dict:
+    """The compiled engine at one size: rate, shares and fused limit (columns prefixed numba_)."""
+    P = make_params("default", {"K": K, "engine": "numba"})
+    seed_ids = list(range(seeds))
+    simulate_arrays(P, "proposed", seed_ids, min(blocks, 20))  # warm-up, and compiles on a cold cache
+    wall, cpu = _times(lambda: simulate_arrays(P, "proposed", seed_ids, blocks), repeats)
+    row = {"numba_median_s": statistics.median(wall), "numba_cpu_median_s": statistics.median(cpu)}
+    row["numba_rate"] = K * seeds * blocks / row["numba_median_s"]
+    row["numba_fused_rate"] = fused_limit(P, seeds, repeats)
+    row["numba_of_fused"] = row["numba_rate"] / row["numba_fused_rate"]
+    row.update({f"numba_share_{k}": v for k, v in time_shares(P, seed_ids, blocks).items()})
+    return row
+
+
 def measure(
-    K: int, seeds: int, blocks: int, repeats: int, ref_budget: float, ref_min_blocks: int, end_to_end: bool
+    K: int,
+    seeds: int,
+    blocks: int,
+    repeats: int,
+    ref_budget: float,
+    ref_min_blocks: int,
+    end_to_end: bool,
+    engines: tuple[str, ...] = ("numpy",),
 ) -> dict:
     P = make_params("default", {"K": K})
     seed_ids = list(range(seeds))
@@ -220,9 +250,20 @@ def measure(
     row["fused_rate"] = fused_limit(P, seeds, repeats)
     row["of_fused"] = row["vec_rate"] / row["fused_rate"]
     row.update({f"share_{k}": v for k, v in time_shares(P, seed_ids, blocks).items()})
+    if "numba" in engines:
+        row.update(measure_numba(K, seeds, blocks, repeats))
+        row["numba_vs_numpy"] = row["numba_rate"] / row["vec_rate"]
     row["load_1min_before"] = load
     row["load_1min_after"] = os.getloadavg()[0]
     return row
+
+
+def _has_numba() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _fmt_rate(x: float) -> str:
@@ -245,12 +286,22 @@ def main(argv: list[str] | None = None) -> int:
         "--ref-min-blocks", type=int, default=None, help="fewest blocks per reference run (default 20; quick 5)"
     )
     ap.add_argument("--no-end-to-end", action="store_true", help="skip the mecmodel.simulate (with Dataset) timing")
+    ap.add_argument(
+        "--engine",
+        nargs="+",
+        choices=("numpy", "numba"),
+        default=None,
+        help="engines to measure (default both when numba is installed, else numpy)",
+    )
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output directory")
     args = ap.parse_args(argv)
     blocks = args.blocks or (200 if args.quick else 1000)
     repeats = args.repeats or (2 if args.quick else 3)
     ref_budget = args.ref_budget or (1e4 if args.quick else 5e4)
     ref_min_blocks = args.ref_min_blocks or (5 if args.quick else 20)
+    engines = tuple(args.engine) if args.engine else (("numpy", "numba") if _has_numba() else ("numpy",))
+    if "numpy" not in engines:
+        ap.error("--engine: numpy is the reference every ratio is taken against; list it")
     if min(args.K) < 1 or min(args.seeds) < 1 or blocks < 1 or repeats < 1 or ref_min_blocks < 1 or ref_budget <= 0:
         ap.error("--K, --seeds, --blocks, --repeats and --ref-min-blocks must be >= 1 and --ref-budget > 0")
 
@@ -283,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seeds in args.seeds:
         for K in args.K:
-            r = measure(K, seeds, blocks, repeats, ref_budget, ref_min_blocks, not args.no_end_to_end)
+            r = measure(K, seeds, blocks, repeats, ref_budget, ref_min_blocks, not args.no_end_to_end, engines)
             rows.append(r)
             print(
                 f"{K:>5} {seeds:>5} {_fmt_rate(r['vec_rate']):>13} {_fmt_rate(r['vec_rate_cpu']):>8} "
@@ -303,7 +354,30 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['K']:>5} {r['seeds']:>5} " + " ".join(f"{x:>7.0%}" for x in sh[:4]) + f" {sh[4]:>8.0%}"
             f" {_fmt_rate(r['fused_rate']):>9} {r['of_fused']:>8.2f}"
         )
+    if "numba" in engines:
+        print("\nthe compiled engine (engine: numba), its shares and its fused limit:")
+        print(
+            f"{'K':>5} {'seeds':>5} {'numba/s':>9} {'x numpy':>7} {'channel':>8} {'queues':>7} {'alg. 1':>7} "
+            f"{'alg. 2':>7} {'loop+rec':>8} {'fused/s':>9} {'of fused':>8}"
+        )
+        for r in rows:
+            sh = [r[f"numba_share_{c}"] for c in CATEGORIES]
+            print(
+                f"{r['K']:>5} {r['seeds']:>5} {_fmt_rate(r['numba_rate']):>9} {r['numba_vs_numpy']:>6.2f}x "
+                + " ".join(f"{x:>7.0%}" for x in sh[:4])
+                + f" {sh[4]:>8.0%} {_fmt_rate(r['numba_fused_rate']):>9} {r['numba_of_fused']:>8.2f}"
+            )
     print()
+    for r in rows:
+        target = TARGETS.get((r["K"], r["seeds"]))
+        if target is not None:
+            for engine in engines:
+                rate = r["vec_rate"] if engine == "numpy" else r["numba_rate"]
+                ok = "met" if rate >= target else "NOT met"
+                print(
+                    f"issue 11 target >= {_fmt_rate(target)}/s at K={r['K']}, {r['seeds']} seeds, "
+                    f"engine {engine}: {_fmt_rate(rate)} ({ok})"
+                )
     for r in rows:
         if r["K"] == 100:
             ok = "met" if r["speedup"] >= TARGET_RATIO_K100 else "NOT met"

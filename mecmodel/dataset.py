@@ -249,7 +249,7 @@ def dataset_parts(
         attrs["scheme_module_sha256"] = module_digest(spec)
         if get_scheme(scheme).version:
             attrs["scheme_version"] = get_scheme(scheme).version
-    for k, v in P.to_dict().items():
+    for k, v in P.values.items():  # every field, the engine too (params_json holds what identifies the model)
         attrs[f"param_{k}"] = int(v) if isinstance(v, bool) else v
     for k, f in FIELD_BY_NAME.items():
         attrs[f"param_{k}_units"] = f.unit

@@ -246,6 +246,13 @@ class MECEnv:
         self.mean_gain = channel.large_scale_gain(dist, shadow, P.pathloss_a, P.pathloss_b, P.shadowing_db, P.noise_dbw)
         self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)  # (9c): cycles a WD computes in a block
         self.obs: Observation | None = None
+        # engine 'numba': the same block through mecmodel.fast's compiled kernel (imports numba).
+        self._fast = None
+        if P.engine == "numba":
+            from . import fast
+
+            self._fast = fast
+            self._scalars = fast.scalars(P, float(self.local_max))
 
     def rngs(self, name: str) -> list[np.random.Generator]:
         """One generator of the stream ``name`` per seed (for policies that draw)."""
@@ -275,6 +282,8 @@ class MECEnv:
             np.minimum(np.maximum(action.f_ser, 0.0), P.f_ser_max),
             bool(action.whole_task),
         )
+        if self._fast is not None:
+            return self._step_fast(o, action)
         n, W, tau = P.n_slots, P.task_cycles, P.tau
         q, h, q_ser = o.q, o.h, o.q_ser
         # WDs: partition (3)-(4), local computing (2), offloading (5)
@@ -297,3 +306,17 @@ class MECEnv:
         h_next, beta_next = self.exo.at(o.t + 1)
         self.obs = _observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
         return self.obs, terms, info
+
+    def _step_fast(self, o: Observation, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
+        """:meth:`step` through the compiled kernel (engine 'numba'): the same equations, other bits."""
+        P = self.P
+        (local, off, uncapped, dlocal, stuck, p_tx, e_loc, e_off, served, f_eff, e_ser, terms, arrivals,
+         q_next, q_ser_next, wd_cost, server_cost, wd_grad, s_grad) = self._fast.env_step(
+            self._scalars, P.local_service, o.q, o.h, action.p, action.f_ser, o.q_ser, o.beta, action.whole_task
+        )  # fmt: skip
+        svc = queues.WDService(local, off, uncapped, dlocal, stuck)
+        info = StepInfo(P, o, action, svc, p_tx, e_loc, e_off, served, f_eff, e_ser, arrivals)
+        info.__dict__.update(wd_cost=wd_cost, server_cost=server_cost, wd_cost_grad=wd_grad, server_cost_grad=s_grad)
+        h_next, beta_next = self.exo.at(o.t + 1)
+        self.obs = _observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
+        return self.obs, queues.CostTerms(terms[0], terms[1], terms[2], terms[3]), info

@@ -38,6 +38,9 @@ class Field:
     hi_open: bool = False
     choices: tuple[str, ...] | None = None
     paper: Any = None  # value in the ``paper`` preset when it differs from the default
+    # A field added after runs were stored: at its default it is left out of to_dict() and the
+    # hashes, so every existing run keeps its model id and its parameters (Params.identity).
+    silent_default: bool = False
 
     def range_text(self) -> str:
         if self.choices is not None:
@@ -381,6 +384,18 @@ FIELDS: tuple[Field, ...] = (
         0,
         1,
     ),
+    # --- implementation ---
+    Field(
+        "engine",
+        "numpy",
+        "",
+        "how each block is computed: numpy (the reference) or numba (compiled; pip install "
+        "'mecmodel[fast]'; agrees to about 1e-12 per block, not bit for bit)",
+        "ours: throughput (docs/model.md, note M)",
+        str,
+        choices=("numpy", "numba"),
+        silent_default=True,
+    ),
     # --- reporting ---
     Field(
         "average_fraction",
@@ -474,7 +489,12 @@ class Params:
             raise AttributeError(name) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.values)
+        """Every value that identifies the model (a ``silent_default`` field at its default is left out)."""
+        return {
+            k: v
+            for k, v in self.values.items()
+            if not (FIELD_BY_NAME[k].silent_default and v == FIELD_BY_NAME[k].default)
+        }
 
     def replace(self, **changes: Any) -> Params:
         return make_params(self.preset, {**self._overrides(), **changes})
@@ -487,7 +507,7 @@ class Params:
         """Hash of everything but the swept point (the grid axes of mecmodel.sweep)."""
         from .sweep import AXES
 
-        return stable_hash({k: v for k, v in self.values.items() if k not in AXES})
+        return stable_hash({k: v for k, v in self.to_dict().items() if k not in AXES})
 
 
 def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Params:

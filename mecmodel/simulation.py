@@ -22,6 +22,7 @@ from .policies.base import PolicyContext, Transition
 from .schemes import get_scheme
 
 log = logging.getLogger("mecmodel")
+BUFFER_ROWS = 2**20  # device-blocks the loop buffers before it reduces them (7 arrays of this many floats)
 
 
 def memory_estimate(P: Params, n_seeds: int, blocks: int, per_device: bool) -> int:
@@ -29,7 +30,7 @@ def memory_estimate(P: Params, n_seeds: int, blocks: int, per_device: bool) -> i
     S, K, M, n = n_seeds, P.K, P.M, P.n_slots
     mu = S * K * M * (n + 3) * 8
     nu = S * M * (n + K + 2) * 8
-    work = 12 * S * K * M * 8 + 2 * CHUNK * S * K * (n + 2) * 8
+    work = 12 * S * K * M * 8 + 2 * CHUNK * S * K * (n + 2) * 8 + 7 * min(CHUNK * S * K, BUFFER_ROWS) * 8
     records = 24 * S * blocks * 8 + (4 * S * blocks * K * 8 if per_device else 0)
     return mu + nu + work + records
 
@@ -119,46 +120,74 @@ def simulate_arrays(
     start = blocks - max(1, int(round(P.average_fraction * blocks)))
     window = {k: np.zeros(S) for k in ("local", "offloaded")}
 
+    # Per-block values go into chunk buffers and are reduced a chunk at a time: one reduction per
+    # chunk instead of one per block, the same arithmetic on the same rows, so the same bits.
+    C = max(1, min(CHUNK, blocks, BUFFER_ROWS // (S * K)))
+    per_seed = np.empty((6, C, S))  # the four cost terms (8), q^ser, E^ser
+    per_wd = np.empty((7, C, S, K))  # q, E^wd, E^off, p, local, offloaded, arrivals
+    per_slot = np.empty((C, S, n))  # effective server rates
+    served_sum = np.empty((C, S))
+
+    def flush(t1: int) -> None:
+        """Reduce the buffered blocks t0 .. t1 - 1 into the records."""
+        c = t1 - t0
+        sq, se, wq, we, qs, es = per_seed[:, :c]
+        q, e_loc, e_off, p_tx, local, off, arr = per_wd[:, :c]
+        rec["cost"][:, t0:t1] = (sq + se + wq + we).T  # CostTerms.total
+        rec["cost_server_queue"][:, t0:t1] = sq.T
+        rec["cost_server_energy"][:, t0:t1] = se.T
+        rec["cost_wd_queue"][:, t0:t1] = wq.T
+        rec["cost_wd_energy"][:, t0:t1] = we.T
+        # Means as sum / count: what ndarray.mean computes, bit for bit, without its overhead.
+        rec["wd_queue_mean"][:, t0:t1] = (q.sum(axis=-1) / K).T
+        rec["wd_queue_max"][:, t0:t1] = q.max(axis=-1).T
+        rec["server_queue"][:, t0:t1] = qs.T
+        rec["energy_local"][:, t0:t1] = e_loc.sum(axis=-1).T
+        rec["energy_offload"][:, t0:t1] = e_off.sum(axis=-1).T
+        rec["energy_server"][:, t0:t1] = es.T
+        rec["tx_power_mean"][:, t0:t1] = (p_tx.sum(axis=-1) / K).T
+        local_sum, off_sum = local.sum(axis=-1), off.sum(axis=-1)
+        done = local_sum + off_sum
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rec["offloaded_fraction"][:, t0:t1] = np.where(done > 0, off_sum / done, np.nan).T
+        rec["server_rate_mean"][:, t0:t1] = (per_slot[:c].sum(axis=-1) / n).T
+        arrived = arr.sum(axis=-1) * W
+        for i in range(c):  # block by block, in order: the sums of a run of any length
+            work["arrived"] += arrived[i]
+            work["local"] += local_sum[i]
+            work["server"] += served_sum[i]
+            work["offloaded"] += off_sum[i]
+            if t0 + i >= start:
+                window["local"] += local_sum[i]
+                window["offloaded"] += off_sum[i]
+
     steps = range(blocks)
     if progress:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc=f"{scheme} K={K}", unit="block", leave=False)
+    t0 = 0
     for t in steps:
         action = Action(wd.act(obs), server.act(obs), wd.whole_task)
         next_obs, terms, info = env.step(action)
-        q, q_ser, svc = obs.q, obs.q_ser, info.service
-        local_sum, off_sum = svc.local.sum(axis=1), svc.offload.sum(axis=1)
-
-        # Means as sum / count: what ndarray.mean computes, bit for bit, without its overhead.
-        rec["cost"][:, t] = terms.total
-        rec["cost_server_queue"][:, t] = terms.server_queue
-        rec["cost_server_energy"][:, t] = terms.server_energy
-        rec["cost_wd_queue"][:, t] = terms.wd_queue
-        rec["cost_wd_energy"][:, t] = terms.wd_energy
-        rec["wd_queue_mean"][:, t] = q.sum(axis=1) / K
-        rec["wd_queue_max"][:, t] = q.max(axis=1)
-        rec["server_queue"][:, t] = q_ser
-        rec["energy_local"][:, t] = info.e_local.sum(axis=1)
-        rec["energy_offload"][:, t] = info.e_offload.sum(axis=1)
-        rec["energy_server"][:, t] = info.e_server
-        rec["tx_power_mean"][:, t] = info.p_tx.sum(axis=1) / K
-        done = local_sum + off_sum
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rec["offloaded_fraction"][:, t] = np.where(done > 0, off_sum / done, np.nan)
-        rec["server_rate_mean"][:, t] = info.f_eff.sum(axis=1) / n
+        svc, i = info.service, t - t0
+        per_seed[0, i], per_seed[1, i], per_seed[2, i], per_seed[3, i] = terms
+        per_seed[4, i] = obs.q_ser
+        per_seed[5, i] = info.e_server
+        per_wd[0, i] = obs.q
+        per_wd[1, i] = info.e_local
+        per_wd[2, i] = info.e_offload
+        per_wd[3, i] = info.p_tx
+        per_wd[4, i] = svc.local
+        per_wd[5, i] = svc.offload
+        per_wd[6, i] = info.arrivals
+        per_slot[i] = info.f_eff
+        served_sum[i] = info.served.sum(axis=1)
         if per_device:
-            dev["wd_queue_k"][:, t] = q
+            dev["wd_queue_k"][:, t] = obs.q
             dev["tx_power_k"][:, t] = info.p_tx
             dev["local_rate_k"][:, t] = svc.local / (n * tau)
             dev["offloaded_k"][:, t] = svc.offload
-        work["arrived"] += info.arrivals.sum(axis=1) * W
-        work["local"] += local_sum
-        work["server"] += info.served.sum(axis=1)
-        work["offloaded"] += off_sum
-        if t >= start:
-            window["local"] += local_sum
-            window["offloaded"] += off_sum
 
         # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
         tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
@@ -170,6 +199,11 @@ def simulate_arrays(
                     )
                 rec[name][:, t] = value
         obs = next_obs
+        if i == C - 1:
+            flush(t + 1)
+            t0 = t + 1
+    if t0 < blocks:
+        flush(blocks)
 
     # --- summaries per seed ---
     rate = K * P.arrival_prob / tau  # tasks per second offered

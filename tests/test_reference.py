@@ -42,6 +42,9 @@ UNITS_BLOCK_TO_1 = tuple(
 )
 ADDED_VARIABLES = tuple(mecmodel.dataset.METRICS)
 ADDED_ATTRS = ("history", "scheme_params_json")
+#: Issue 11: the ``engine`` field (numpy or the compiled numba; at its default it is not in
+#: params_json nor the hashes, so the runs keep their ids) has its param_ attributes.
+ADDED_ATTRS += ("param_engine", "param_engine_units")
 
 
 @pytest.mark.parametrize("case", DATASETS)

@@ -17,6 +17,13 @@ from mecmodel import channel, env, queues, simulation
 from mecmodel.params import FIELDS, make_params
 from mecmodel.sweep import POINT_DIMS
 
+try:
+    import numba  # noqa: F401
+
+    ENGINES = ["numpy", "numba"]
+except ImportError:  # the compiled engine is an extra (mecmodel[fast])
+    ENGINES = ["numpy"]
+
 SCHEMES = mecmodel.schemes.select("all")  # the exact solvers (K <= 2) have tests of their own: test_optimum.py
 LEARNING_WDS = {"proposed", "binary", "proposed_q"}
 
@@ -82,6 +89,7 @@ def _config(draw) -> dict:
         "p_init": draw(st.floats(0.0, 1.0)),
         "f_ser_init": draw(st.floats(0.0, 1.0)),
         "freeze_on_convergence": draw(st.booleans()),
+        "engine": draw(st.sampled_from(ENGINES)),
     }
 
 
@@ -131,8 +139,9 @@ def test_work_conservation_and_bounds(over: dict, scheme: str, blocks: int, seed
     assert np.all((p >= 0) & (p <= P.p_max * (1 + 1e-12)))
     f_loc = dev["local_rate_k"]
     assert np.all((f_loc >= 0) & (f_loc <= P.f_wd_max * (1 + 1e-12)))
-    # server slot rates: commanded in [0, f_ser_max] (9d), effective <= commanded
-    assert len(served) == blocks
+    # server slot rates: commanded in [0, f_ser_max] (9d), effective <= commanded (the numpy
+    # engine's step calls queues.server_service; the compiled one has it inside its kernel)
+    assert len(served) == (blocks if P.engine == "numpy" else 0)
     for f_cmd, f_eff in served:
         assert np.all((f_cmd >= 0) & (f_cmd <= P.f_ser_max))
         assert np.all(f_eff >= 0) and np.all(f_eff <= f_cmd + 1e-12 * f_cmd.sum(axis=-1, keepdims=True))

@@ -21,6 +21,7 @@ Actions are learned in these normalised units so one step size suits both.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -99,6 +100,7 @@ class OnlineQ:
         freeze: bool,
         limit: float,
         exact: bool,
+        engine: str = "numpy",
     ):
         self.v_a = np.ascontiguousarray(v[..., :n_action])
         self.v_s = np.ascontiguousarray(v[..., n_action:])
@@ -111,7 +113,14 @@ class OnlineQ:
         self.converged_at = np.full(batch, -1, dtype=np.int64)
         self.diverged_at = np.full(batch, -1, dtype=np.int64)
         self.frozen = np.zeros(batch, dtype=bool)
+        self.live = np.ones(batch, dtype=bool)  # neither frozen nor diverged
+        self._limit = min(float(limit), sys.float_info.max)  # a finite bound: an infinite norm is bad
         self._zs_now: np.ndarray | None = None
+        self._fast = None
+        if engine == "numba":  # the same update through mecmodel.fast's compiled kernel
+            from .. import fast
+
+            self._fast = fast
 
     @classmethod
     def from_params(cls, v: np.ndarray, n_action: int, action0: np.ndarray, P: Params) -> OnlineQ:
@@ -130,6 +139,7 @@ class OnlineQ:
             P.freeze_on_convergence,
             P.divergence_limit,
             P.gradient == "exact",
+            P.engine,
         )
 
     def state_logits(self, x: np.ndarray) -> np.ndarray:
@@ -138,10 +148,12 @@ class OnlineQ:
 
     def observe(self, x: np.ndarray) -> None:
         """Record the state features of the current block."""
-        self._zs_now = self.state_logits(x)
+        self._zs_now = np.ascontiguousarray(self.state_logits(x))
 
     def learn(self, t: int, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One update (28)/(35) after block t; returns (|TD error|, relative change)."""
+        if self._fast is not None:
+            return self._fast.learn(self, t, float(step_size(t, self.alpha0, self.t0, self.kappa)), r, dr_da, x_next)
         zs_next = self.state_logits(x_next)
         za = np.einsum("...ma,...a->...m", self.v_a, self.a)
         phi_now = sigmoid(self._zs_now + za)
@@ -153,25 +165,41 @@ class OnlineQ:
         a_new = np.minimum(np.maximum(self.a - alpha * g_a, 0.0), 1.0)  # (28a)/(35a), projected on [0, max]
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = row_norm(w_new - self.w) / row_norm(self.w)
-        new_norm = row_norm(w_new)
-        bad = ~(np.isfinite(new_norm) & np.isfinite(a_new).all(axis=-1) & np.isfinite(delta)) | (new_norm > self.limit)
-        live = (~self.frozen) & (self.diverged_at < 0)
-        newly_bad = live & bad
-        self.diverged_at[newly_bad] = t
-        ok = live & ~bad
-        if ok.all():  # the usual case; np.where below would copy both arrays
-            self.w, self.a = w_new, a_new
+        # A learner goes bad when its weight norm leaves [0, limit] (NaN included: NaN <= limit is
+        # false), its action is NaN (the projection keeps every other value in [0, 1]) or its TD
+        # error is not finite; a live one is neither frozen nor diverged.
+        bad = ~(row_norm(w_new) <= self._limit) | ~np.isfinite(delta)
+        if a_new.shape[-1] == 1:
+            bad |= np.isnan(a_new[..., 0])
         else:
+            bad |= np.isnan(a_new).any(axis=-1)
+        if self.live.all() and not bad.any():  # the usual case: every learner steps
+            self.w, self.a = w_new, a_new
+            # (rel <= epsilon) is false for NaN, so a NaN change restarts the streak, as before.
+            self.streak = np.where(rel <= self.epsilon, self.streak + 1, 0)
+            if self.streak.max() >= self.patience:
+                self._converge(t, self.live)
+        else:
+            live = self.live
+            self.diverged_at[live & bad] = t
+            ok = live & ~bad
             self.w = np.where(ok[..., None], w_new, self.w)
             self.a = np.where(ok[..., None], a_new, self.a)
             rel = np.where(ok, rel, 0.0)
-        self.streak = np.where(ok & (rel <= self.epsilon), self.streak + 1, np.where(ok, 0, self.streak))
-        done = ok & (self.streak >= self.patience) & (self.converged_at < 0)
-        self.converged_at[done] = t
-        if self.freeze:
-            self.frozen |= done
+            self.streak = np.where(ok & (rel <= self.epsilon), self.streak + 1, np.where(ok, 0, self.streak))
+            self._converge(t, ok)
+            self.live = ~self.frozen & (self.diverged_at < 0)
         self._zs_now = zs_next
         return np.abs(np.where(np.isfinite(delta), delta, np.nan)), rel
+
+    def _converge(self, t: int, ok: np.ndarray) -> None:
+        """Mark learners whose streak reached ``patience`` as converged at t (and freeze them)."""
+        done = ok & (self.streak >= self.patience) & (self.converged_at < 0)
+        if done.any():
+            self.converged_at[done] = t
+            if self.freeze:
+                self.frozen |= done
+                self.live = ~self.frozen & (self.diverged_at < 0)
 
     def summary(self, S: int) -> dict[str, np.ndarray]:
         """Per seed: share of the batch converged, median and last convergence block, first divergence."""
