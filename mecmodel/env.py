@@ -310,13 +310,15 @@ class MECEnv:
     def _step_fast(self, o: Observation, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
         """:meth:`step` through the compiled kernel (engine 'numba'): the same equations, other bits."""
         P = self.P
-        (local, off, uncapped, dlocal, stuck, p_tx, e_loc, e_off, served, f_eff, e_ser, terms, arrivals,
-         q_next, q_ser_next, wd_cost, server_cost, wd_grad, s_grad) = self._fast.env_step(
+        wd, flags, slot, seed = self._fast.env_step(
             self._scalars, P.local_service, o.q, o.h, action.p, action.f_ser, o.q_ser, o.beta, action.whole_task
-        )  # fmt: skip
-        svc = queues.WDService(local, off, uncapped, dlocal, stuck)
+        )
+        local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad = wd
+        served, f_eff, s_grad = slot
+        sq, se, wq, we, e_ser, q_ser_next, server_cost = seed
+        svc = queues.WDService(local, off, flags[0], dlocal, flags[1])
         info = StepInfo(P, o, action, svc, p_tx, e_loc, e_off, served, f_eff, e_ser, arrivals)
         info.__dict__.update(wd_cost=wd_cost, server_cost=server_cost, wd_cost_grad=wd_grad, server_cost_grad=s_grad)
         h_next, beta_next = self.exo.at(o.t + 1)
         self.obs = _observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
-        return self.obs, queues.CostTerms(terms[0], terms[1], terms[2], terms[3]), info
+        return self.obs, queues.CostTerms(sq, se, wq, we), info

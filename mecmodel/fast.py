@@ -58,25 +58,17 @@ def _env_step(q, h, p, f, q_ser, beta, sc, rule, binary):  # fmt: skip
     n = f.shape[1]
     W, local_max, tau, bw, gap, zeta = sc[0], sc[1], sc[2], sc[3], sc[4], sc[5]
     xi_wd, xi_ser, w1, w2, w3, w4, p_max, f_ser_max = sc[6], sc[7], sc[8], sc[9], sc[10], sc[11], sc[12], sc[13]
-    local = np.empty((S, K))
-    off = np.empty((S, K))
-    uncapped = np.zeros((S, K), dtype=np.bool_)
-    dlocal = np.empty((S, K))
-    stuck = np.zeros((S, K), dtype=np.bool_)
-    p_tx = np.empty((S, K))
-    e_loc = np.empty((S, K))
-    e_off = np.empty((S, K))
-    arrivals = np.empty((S, K))
-    q_next = np.empty((S, K))
-    wd_cost = np.empty((S, K))
-    wd_grad = np.empty((S, K))
-    served = np.empty((S, n))
-    f_eff = np.empty((S, n))
-    s_grad = np.empty((S, n))
-    e_ser = np.empty(S)
-    terms = np.empty((4, S))
-    q_ser_next = np.empty(S)
-    server_cost = np.empty(S)
+    # Four arrays (one boxing each on return): per WD, per WD flags, per slot, per seed.
+    wd = np.empty((10, S, K))
+    local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad = (
+        wd[0], wd[1], wd[2], wd[3], wd[4], wd[5], wd[6], wd[7], wd[8], wd[9]
+    )  # fmt: skip
+    flags = np.zeros((2, S, K), dtype=np.bool_)
+    uncapped, stuck = flags[0], flags[1]
+    slot = np.empty((3, S, n))
+    served, f_eff, s_grad = slot[0], slot[1], slot[2]
+    seed = np.empty((7, S))
+    terms, e_ser, q_ser_next, server_cost = seed[0:4], seed[4], seed[5], seed[6]
     for s in range(S):
         q_sum = 0.0
         e_sum = 0.0
@@ -163,10 +155,7 @@ def _env_step(q, h, p, f, q_ser, beta, sc, rule, binary):  # fmt: skip
         terms[3, s] = w4 * e_sum
         q_ser_next[s] = _nmax(qs - sv_sum, 0.0) + off_sum  # (6)
         server_cost[s] = w1 * qs + w2 * es  # r_t of (31)
-    return (
-        local, off, uncapped, dlocal, stuck, p_tx, e_loc, e_off, served, f_eff, e_ser, terms, arrivals,
-        q_next, q_ser_next, wd_cost, server_cost, wd_grad, s_grad,
-    )  # fmt: skip
+    return wd, flags, slot, seed
 
 
 def scalars(P, local_max: float) -> np.ndarray:
@@ -181,15 +170,24 @@ def scalars(P, local_max: float) -> np.ndarray:
 
 
 def env_step(sc: np.ndarray, rule: str, q, h, p, f, q_ser, beta, binary: bool) -> tuple:
-    """The compiled block of :meth:`MECEnv.step` on clipped actions (``sc`` from :func:`scalars`)."""
+    """The compiled block of :meth:`MECEnv.step` on clipped actions (``sc`` from :func:`scalars`).
+
+    Returns (wd, flags, slot, seed): wd (10, S, K) = local, offloaded, d local / d offloaded,
+    transmitted power, E^wd, E^off, arrivals, next queue, own cost, its gradient; flags (2, S, K)
+    = uncapped, stuck; slot (3, S, n) = served, effective rate, the server's cost gradient; seed
+    (7, S) = the four cost terms (8), E^ser, next server queue, the server's own cost.
+    """
     return _env_step(q, h, p, f, q_ser, beta, sc, RULES[rule], binary)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _logits(v_s, v_a, zs_now, x_next, a, zs_next, e):  # fmt: skip
-    """zs_next = v_s . x_{t+1}; e = minus the logits of (23)/(30) at [a_t; s_t] and [a_t; s_{t+1}]."""
+    """zs_next = v_s . x_{t+1}; e = minus the logits of (23)/(30) at [a_t; s_t] and [a_t; s_{t+1}].
+
+    Returns whether some entry of e exceeds 709, where exp overflows (to inf: the feature is 0)."""
     B, M, D = v_s.shape
     A = v_a.shape[2]
+    big = 0.0
     for b in range(B):
         for m in range(M):
             z = 0.0
@@ -199,13 +197,17 @@ def _logits(v_s, v_a, zs_now, x_next, a, zs_next, e):  # fmt: skip
             za = 0.0
             for k in range(A):
                 za += v_a[b, m, k] * a[b, k]
-            e[0, b, m] = -(zs_now[b, m] + za)
-            e[1, b, m] = -(z + za)
+            e0 = -(zs_now[b, m] + za)
+            e1 = -(z + za)
+            e[0, b, m] = e0
+            e[1, b, m] = e1
+            big = max(big, e0, e1)
+    return big > 709.0
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _update(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, zs_now, zs_next, e, a, w, r, dr_da,
-            streak, converged_at, diverged_at, frozen, td_out, rel_out):  # fmt: skip
+            streak, converged_at, diverged_at, frozen, out):  # fmt: skip
     """(23)-(28) / (30)-(35) for every learner, from e = exp(-logits) (numpy's vectorised exp)."""
     B, M, A = v_a.shape
     phi_now = np.empty(M)
@@ -265,39 +267,59 @@ def _update(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, zs_no
             rel = 0.0
         for m in range(M):
             zs_now[b, m] = zs_next[b, m]
-        td_out[b] = abs(delta) if math.isfinite(delta) else math.nan
-        rel_out[b] = rel
+        out[0, b] = abs(delta) if math.isfinite(delta) else math.nan  # |TD error|
+        out[1, b] = rel  # relative change of the weights
 
 
 def _rows(x: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
     """``x`` as a C-contiguous float64 (rows, -1) array, broadcast to ``shape`` first if need be."""
-    if x.shape != shape:
-        x = np.broadcast_to(x, shape)
-    return np.ascontiguousarray(x, dtype=np.float64).reshape(rows, -1)
+    if x.shape != shape or x.dtype != np.float64 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(np.broadcast_to(x, shape), dtype=np.float64)
+    return x.reshape(rows, -1)
+
+
+def _plan(q) -> tuple:
+    """Flat views of learner batch ``q``'s arrays and the kernels' buffers, made once per batch.
+
+    The kernels update the weights, state logits and bookkeeping in place, so the views stay
+    valid while those arrays are the learner's (checked by identity on every call)."""
+    plan = q.__dict__.get("_fast_plan")
+    if plan is None or plan[0] is not q._zs_now or plan[1] is not q.w:
+        batch = q.streak.shape
+        M, A, D = q.w.shape[-1], q.a.shape[-1], q.v_s.shape[-1]
+        B = q.w.size // M
+        for name in ("w", "_zs_now", "streak", "converged_at", "diverged_at", "frozen"):
+            arr = getattr(q, name)
+            if not (arr.flags.c_contiguous and arr.flags.writeable):
+                setattr(q, name, np.array(arr))
+        plan = q._fast_plan = (
+            q._zs_now, q.w, batch, B, batch + (D,), batch + (A,),
+            q.v_s.reshape(B, M, D), q.v_a.reshape(B, M, A), q._zs_now.reshape(B, M), q.w.reshape(B, M),
+            q.streak.reshape(B), q.converged_at.reshape(B), q.diverged_at.reshape(B), q.frozen.reshape(B),
+            np.empty((B, M)), np.empty((2, B, M)),
+            (q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit),
+        )  # fmt: skip
+    return plan
 
 
 def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray):
-    """:meth:`OnlineQ.learn` through the compiled kernel; updates learner batch ``q`` in place."""
-    batch = q.streak.shape
-    B, M = q.w.size // q.w.shape[-1], q.w.shape[-1]
-    A, D = q.a.shape[-1], q.v_s.shape[-1]
-    td = np.empty(batch)
-    rel = np.empty(batch)
-    buf = q.__dict__.get("_fast_buf")
-    if buf is None:
-        buf = q._fast_buf = (np.empty((B, M)), np.empty((2, B, M)))
-    zs_next, e = buf
+    """:meth:`OnlineQ.learn` through the compiled kernels; updates learner batch ``q`` in place."""
+    (_, _, batch, B, x_shape, a_shape, v_s, v_a, zs_now, w, streak, conv, div, frozen, zs_next, e, fixed) = _plan(q)
+    gamma, exact, epsilon, patience, freeze, limit = fixed
     # The action gets a new array, as on the numpy path (a caller may hold the old one: proposed_q
     # does); the weights and state logits are updated in place.
-    q.a = q.a.copy()
-    v_a, zs_now, a, w = q.v_a.reshape(B, M, A), q._zs_now.reshape(B, M), q.a.reshape(B, A), q.w.reshape(B, M)
-    _logits(q.v_s.reshape(B, M, D), v_a, zs_now, _rows(x_next, batch + (D,), B), a, zs_next, e)
-    with np.errstate(over="ignore"):  # exp(-z) = inf where z < -709: the feature is 0, as it should be
-        np.exp(e, out=e)  # numpy's exp is vectorised (SIMD); numba's is a scalar call per element
+    a = q.a = np.array(q.a, dtype=np.float64)
+    a2 = a.reshape(B, -1)
+    # numpy's exp is vectorised (SIMD); numba's is a scalar call per element.
+    if _logits(v_s, v_a, zs_now, _rows(x_next, x_shape, B), a2, zs_next, e):
+        with np.errstate(over="ignore"):  # exp(-z) = inf where z < -709: the feature is 0, as it should be
+            np.exp(e, out=e)
+    else:
+        np.exp(e, out=e)
+    td, rel = out = np.empty((2, *batch))
     _update(
-        alpha, q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit, t, v_a, zs_now, zs_next, e, a, w,
-        _rows(np.asarray(r), batch, B).reshape(B), _rows(dr_da, batch + (A,), B),
-        q.streak.reshape(B), q.converged_at.reshape(B), q.diverged_at.reshape(B), q.frozen.reshape(B),
-        td.reshape(B), rel.reshape(B),
+        alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, zs_now, zs_next, e, a2, w,
+        _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B), streak, conv, div, frozen,
+        out.reshape(2, B),
     )  # fmt: skip
     return td, rel  # (q.live, the numpy path's cache, is not read on this path)

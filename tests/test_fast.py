@@ -145,11 +145,12 @@ def test_wd_service_rules_match_queues() -> None:
     for rule in queues.LOCAL_SERVICE:
         for binary in (False, True):
             want = queues.wd_service(q, cap, W, local_max, rule, binary)
-            got = fast.env_step(
-                fast.scalars(P.replace(local_service=rule), local_max), rule, q, h, p, f, q_ser, beta, binary
-            )
-            for i, name in enumerate(want._fields):
-                np.testing.assert_allclose(got[i], getattr(want, name), rtol=1e-12, err_msg=f"{rule} {binary} {name}")
+            wd, flags, _, _ = fast.env_step(fast.scalars(P, local_max), rule, q, h, p, f, q_ser, beta, binary)
+            got = {"local": wd[0], "offload": wd[1], "dlocal_doff": wd[2], "uncapped": flags[0], "stuck": flags[1]}
+            for name in want._fields:
+                np.testing.assert_allclose(
+                    got[name], getattr(want, name), rtol=1e-12, err_msg=f"{rule} {binary} {name}"
+                )
 
 
 def test_missing_numba_is_one_clear_error(monkeypatch) -> None:
