@@ -181,24 +181,31 @@ def env_step(sc: np.ndarray, rule: str, q, h, p, f, q_ser, beta, binary: bool) -
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _logits(v_s, v_a, zs_now, x_next, a, zs_next, e):  # fmt: skip
+def _logits(v_sT, v_a, zs_now, x_next, a, zs_next, e):  # fmt: skip
     """zs_next = v_s . x_{t+1}; e = minus the logits of (23)/(30) at [a_t; s_t] and [a_t; s_{t+1}].
 
-    Returns whether some entry of e exceeds 709, where exp overflows (to inf: the feature is 0)."""
-    B, M, D = v_s.shape
+    ``v_sT`` is v_s as (B, D, M), so the inner loop runs over the features (SIMD). Returns whether
+    some entry of e exceeds 709, where exp overflows (to inf: the feature is 0)."""
+    B, D, M = v_sT.shape
     A = v_a.shape[2]
     big = 0.0
+    z = np.empty(M)
+    za = np.empty(M)
     for b in range(B):
+        z[:] = 0.0
+        for d in range(D):
+            xd = x_next[b, d]
+            for m in range(M):
+                z[m] += v_sT[b, d, m] * xd
+        za[:] = 0.0
+        for k in range(A):
+            ak = a[b, k]
+            for m in range(M):
+                za[m] += v_a[b, m, k] * ak
         for m in range(M):
-            z = 0.0
-            for d in range(D):
-                z += v_s[b, m, d] * x_next[b, d]
-            zs_next[b, m] = z
-            za = 0.0
-            for k in range(A):
-                za += v_a[b, m, k] * a[b, k]
-            e0 = -(zs_now[b, m] + za)
-            e1 = -(z + za)
+            zs_next[b, m] = z[m]
+            e0 = -(zs_now[b, m] + za[m])
+            e1 = -(z[m] + za[m])
             e[0, b, m] = e0
             e[1, b, m] = e1
             big = max(big, e0, e1)
@@ -206,7 +213,7 @@ def _logits(v_s, v_a, zs_now, x_next, a, zs_next, e):  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _update(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, zs_now, zs_next, e, a, w, r, dr_da,
+def _update(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, e, a, w, r, dr_da,
             streak, converged_at, diverged_at, frozen, out):  # fmt: skip
     """(23)-(28) / (30)-(35) for every learner, from e = exp(-logits) (numpy's vectorised exp)."""
     B, M, A = v_a.shape
@@ -265,8 +272,6 @@ def _update(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, zs_no
                     frozen[b] = True
         else:
             rel = 0.0
-        for m in range(M):
-            zs_now[b, m] = zs_next[b, m]
         out[0, b] = abs(delta) if math.isfinite(delta) else math.nan  # |TD error|
         out[1, b] = rel  # relative change of the weights
 
@@ -278,48 +283,55 @@ def _rows(x: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
     return x.reshape(rows, -1)
 
 
-def _plan(q) -> tuple:
+def _plan(q) -> list:
     """Flat views of learner batch ``q``'s arrays and the kernels' buffers, made once per batch.
 
-    The kernels update the weights, state logits and bookkeeping in place, so the views stay
-    valid while those arrays are the learner's (checked by identity on every call)."""
+    The kernels update the weights and bookkeeping in place, and the state logits of s_t and
+    s_{t+1} live in two buffers that swap every call, so the views stay valid while those arrays
+    are the learner's (checked by identity on every call)."""
     plan = q.__dict__.get("_fast_plan")
     if plan is None or plan[0] is not q._zs_now or plan[1] is not q.w:
         batch = q.streak.shape
         M, A, D = q.w.shape[-1], q.a.shape[-1], q.v_s.shape[-1]
         B = q.w.size // M
-        for name in ("w", "_zs_now", "streak", "converged_at", "diverged_at", "frozen"):
+        q._zs_now = np.array(q._zs_now, dtype=np.float64)
+        for name in ("w", "streak", "converged_at", "diverged_at", "frozen"):
             arr = getattr(q, name)
             if not (arr.flags.c_contiguous and arr.flags.writeable):
                 setattr(q, name, np.array(arr))
-        plan = q._fast_plan = (
+        z_other = np.empty_like(q._zs_now)
+        plan = q._fast_plan = [
             q._zs_now, q.w, batch, B, batch + (D,), batch + (A,),
-            q.v_s.reshape(B, M, D), q.v_a.reshape(B, M, A), q._zs_now.reshape(B, M), q.w.reshape(B, M),
-            q.streak.reshape(B), q.converged_at.reshape(B), q.diverged_at.reshape(B), q.frozen.reshape(B),
-            np.empty((B, M)), np.empty((2, B, M)),
-            (q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit),
-        )  # fmt: skip
+            # v_s as (B, D, M): the logits' inner loop then runs over the features (SIMD)
+            np.ascontiguousarray(q.v_s.reshape(B, M, D).transpose(0, 2, 1)), q.v_a.reshape(B, M, A),
+            q.w.reshape(B, M), q.streak.reshape(B), q.converged_at.reshape(B), q.diverged_at.reshape(B),
+            q.frozen.reshape(B), np.empty((2, B, M)), (q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit),
+            z_other,
+        ]  # fmt: skip
     return plan
 
 
 def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray):
     """:meth:`OnlineQ.learn` through the compiled kernels; updates learner batch ``q`` in place."""
-    (_, _, batch, B, x_shape, a_shape, v_s, v_a, zs_now, w, streak, conv, div, frozen, zs_next, e, fixed) = _plan(q)
+    plan = _plan(q)
+    (zs_now, _, batch, B, x_shape, a_shape, v_sT, v_a, w, streak, conv, div, frozen, e, fixed, zs_next) = plan
     gamma, exact, epsilon, patience, freeze, limit = fixed
     # The action gets a new array, as on the numpy path (a caller may hold the old one: proposed_q
-    # does); the weights and state logits are updated in place.
+    # does); the weights are updated in place.
     a = q.a = np.array(q.a, dtype=np.float64)
     a2 = a.reshape(B, -1)
     # numpy's exp is vectorised (SIMD); numba's is a scalar call per element.
-    if _logits(v_s, v_a, zs_now, _rows(x_next, x_shape, B), a2, zs_next, e):
+    M = e.shape[2]
+    if _logits(v_sT, v_a, zs_now.reshape(B, M), _rows(x_next, x_shape, B), a2, zs_next.reshape(B, M), e):
         with np.errstate(over="ignore"):  # exp(-z) = inf where z < -709: the feature is 0, as it should be
             np.exp(e, out=e)
     else:
         np.exp(e, out=e)
     td, rel = out = np.empty((2, *batch))
     _update(
-        alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, zs_now, zs_next, e, a2, w,
-        _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B), streak, conv, div, frozen,
-        out.reshape(2, B),
+        alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, e, a2, w,
+        _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B), streak, conv, div, frozen, out.reshape(2, B),
     )  # fmt: skip
+    # s_{t+1}'s logits are the next call's s_t: swap the buffers instead of copying.
+    q._zs_now, plan[0], plan[15] = zs_next, zs_next, zs_now
     return td, rel  # (q.live, the numpy path's cache, is not read on this path)
