@@ -2,6 +2,7 @@
 
     python benchmarks/bench_startup.py            # 8 runs, median and mean
     python benchmarks/bench_startup.py --runs 20
+    python benchmarks/bench_startup.py --set engine=numba   # any --set of mecmodel simulate
 
 Each run is a fresh process, as a Snakemake job is (Python, numpy, the package, the run file
 written); what it reports is what every one of a sweep's jobs pays before it simulates.
@@ -25,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--importtime", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="passed to mecmodel simulate")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "x.nc")
-        cmd = [sys.executable, *CMD, "--progress", "off", "-o", out]
+        cmd = [sys.executable, *CMD, *(x for kv in a.set for x in ("--set", kv)), "--progress", "off", "-o", out]
         # From the temporary folder: `python -m` puts the working directory first on sys.path,
         # which would shadow the mecmodel on PYTHONPATH (or installed) with a source tree here.
         subprocess.run(cmd, check=True, cwd=tmp)  # warm the file cache
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=tmp)
             times.append(time.perf_counter() - t0)
-        print(f"mecmodel simulate, 1 seed, 1 block: median {statistics.median(times):.3f} s, "
+        print(f"mecmodel simulate, 1 seed, 1 block{''.join(' --set ' + kv for kv in a.set)}: median {statistics.median(times):.3f} s, "
               f"mean {statistics.mean(times):.3f} s over {a.runs} runs ({', '.join(f'{t:.2f}' for t in times)})")  # fmt: skip
         if a.importtime:
             proc = subprocess.run(

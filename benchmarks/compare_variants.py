@@ -1,6 +1,6 @@
 """The loop shared by the scripts that measure an option against the default simulator
-(bench_numba_learn.py, bench_float32.py): for each size, both variants' rates on one core and how
-far the option moves the run."""
+(bench_float32.py; bench_numba_learn.py until the numba engine replaced it): for each size, both
+variants' rates on one core and how far the option moves the run."""
 
 from __future__ import annotations
 
