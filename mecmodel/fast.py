@@ -1,22 +1,24 @@
-"""The optional compiled engine (``engine: numba``; ``pip install mecmodel[fast]``).
+"""The optional compiled engine (``engine: numba``; ``pip install 'mecmodel[fast]'``).
 
-Two numba kernels replace the numpy code that runs every block, one call each instead of about
-70 and 55 small numpy calls:
+Numba kernels replace the numpy code that runs every block, a few calls instead of about 200
+small numpy calls:
 
-* :func:`env_step`: the physics of :meth:`mecmodel.env.MECEnv.step`: partition (3)-(4) by
-  :func:`mecmodel.queues.wd_service`'s rules, local computing (2), offloading (5), the server
-  (6)-(7), the cost (8), the transitions (1) and (6), and the learners' knowledge of the
-  environment (each agent's own cost term of (24)/(31) and its gradients (26)/(33)).
-* :func:`learn`: :meth:`mecmodel.policies.qlearning.OnlineQ.learn`, features (23)/(30), TD error
-  (24)/(31), gradients (26)-(27)/(33)-(34), updates (28)/(35) and the stopping bookkeeping.
+* :func:`env_step` (kernel ``_env_step``): the physics of :meth:`mecmodel.env.MECEnv.step`:
+  partition (3)-(4) by :func:`mecmodel.queues.wd_service`'s rules, local computing (2),
+  offloading (5), the server (6)-(7), the cost (8), the transitions (1) and (6), and the learners'
+  knowledge of the environment (each agent's own cost term of (24)/(31) and its gradient
+  (26)/(33)).
+* :func:`learn`: :meth:`mecmodel.policies.qlearning.OnlineQ.learn` as ``_logits`` (the logits of
+  the features (23)/(30)), numpy's vectorised exp, and ``_update`` (TD error (24)/(31), gradients
+  (26)-(27)/(33)-(34), updates (28)/(35), the stopping and divergence bookkeeping).
 
-The equations are the numpy path's, element by element; what differs is the order of sums and
-the transcendental functions (libm's tanh, log1p and expm1 instead of numpy's SIMD ones), so the
-results agree with the default engine to about 1e-12 relative per block and are not the same
-bits (``tests/test_fast.py`` states the tolerance; ``docs/model.md`` note M). The engine is a
-model parameter, so its runs have their own model id and never mix with the default's.
+The equations are the numpy path's, element by element; what differs is the order of sums, libm's
+log1p and expm1 for numpy's, and the sigmoid written 1 / (1 + exp(-z)) for (1 + tanh(z / 2)) / 2,
+so a run agrees with the default engine to 1e-9 relative per value over tens of blocks and is not
+the same bits (``tests/test_fast.py``; ``docs/model.md`` note M). The engine is a model parameter,
+so its runs have their own model id and never mix with the default's.
 
-Importing this module imports numba and compiles the kernels on first use (cached on disk).
+Importing this module imports numba; the kernels compile on first use and are cached on disk.
 """
 
 from __future__ import annotations
