@@ -307,8 +307,7 @@ def _plan(q) -> list:
             # v_s as (B, D, M): the logits' inner loop then runs over the features (SIMD)
             np.ascontiguousarray(q.v_s.reshape(B, M, D).transpose(0, 2, 1)), q.v_a.reshape(B, M, A),
             q.w.reshape(B, M), q.streak.reshape(B), q.converged_at.reshape(B), q.diverged_at.reshape(B),
-            q.frozen.reshape(B), np.empty((2, B, M)), (q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit),
-            z_other,
+            q.frozen.reshape(B), np.empty((2, B, M)), z_other,
         ]  # fmt: skip
     return plan
 
@@ -316,8 +315,7 @@ def _plan(q) -> list:
 def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray):
     """:meth:`OnlineQ.learn` through the compiled kernels; updates learner batch ``q`` in place."""
     plan = _plan(q)
-    (zs_now, _, batch, B, x_shape, a_shape, v_sT, v_a, w, streak, conv, div, frozen, e, fixed, zs_next) = plan
-    gamma, exact, epsilon, patience, freeze, limit = fixed
+    (zs_now, _, batch, B, x_shape, a_shape, v_sT, v_a, w, streak, conv, div, frozen, e, zs_next) = plan
     # The action gets a new array, as on the numpy path (a caller may hold the old one: proposed_q
     # does); the weights are updated in place.
     a = q.a = np.array(q.a, dtype=np.float64)
@@ -331,9 +329,9 @@ def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.
         np.exp(e, out=e)
     td, rel = out = np.empty((2, *batch))
     _update(
-        alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, e, a2, w,
+        alpha, q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit, t, v_a, e, a2, w,
         _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B), streak, conv, div, frozen, out.reshape(2, B),
     )  # fmt: skip
     # s_{t+1}'s logits are the next call's s_t: swap the buffers instead of copying.
-    q._zs_now, plan[0], plan[15] = zs_next, zs_next, zs_now
+    q._zs_now, plan[0], plan[14] = zs_next, zs_next, zs_now
     return td, rel  # (q.live, the numpy path's cache, is not read on this path)
