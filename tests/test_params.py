@@ -166,6 +166,8 @@ def test_engine_numba_without_numba_is_one_clear_error(monkeypatch):
     from mecmodel import params
 
     monkeypatch.setattr(params, "_has_numba", lambda: False)
-    with pytest.raises(ParamError, match=r"^engine: 'numba' needs numba; install it with pip install 'mecmodel\[fast\]'"):
+    with pytest.raises(
+        ParamError, match=r"^engine: 'numba' needs numba; install it with pip install 'mecmodel\[fast\]'"
+    ):
         make_params("default", {"engine": "numba"})
     make_params("default", {"engine": "numpy"})  # the default engine needs nothing more
