@@ -279,8 +279,10 @@ def _update(alpha, gamma, exact, epsilon, patience, freeze, limit, t, v_a, e, a,
 
 
 def _rows(x: np.ndarray, shape: tuple[int, ...], rows: int) -> np.ndarray:
-    """``x`` as a C-contiguous float64 (rows, -1) array, broadcast to ``shape`` first if need be."""
-    if x.shape != shape or x.dtype != np.float64 or not x.flags.c_contiguous:
+    """``x`` as a (rows, -1) array, broadcast to ``shape`` first if need be (the kernels take any
+    layout and dtype; an exact shape, the usual case, costs one reshape)."""
+    x = np.asarray(x)
+    if x.shape != shape:
         x = np.ascontiguousarray(np.broadcast_to(x, shape), dtype=np.float64)
     return x.reshape(rows, -1)
 
@@ -307,7 +309,8 @@ def _plan(q) -> list:
             # v_s as (B, D, M): the logits' inner loop then runs over the features (SIMD)
             np.ascontiguousarray(q.v_s.reshape(B, M, D).transpose(0, 2, 1)), q.v_a.reshape(B, M, A),
             q.w.reshape(B, M), q.streak.reshape(B), q.converged_at.reshape(B), q.diverged_at.reshape(B),
-            q.frozen.reshape(B), np.empty((2, B, M)), z_other,
+            q.frozen.reshape(B), np.empty((2, B, M)),
+            q._zs_now.reshape(B, M), z_other, z_other.reshape(B, M),
         ]  # fmt: skip
     return plan
 
@@ -315,23 +318,24 @@ def _plan(q) -> list:
 def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray):
     """:meth:`OnlineQ.learn` through the compiled kernels; updates learner batch ``q`` in place."""
     plan = _plan(q)
-    (zs_now, _, batch, B, x_shape, a_shape, v_sT, v_a, w, streak, conv, div, frozen, e, zs_next) = plan
+    (zs_now, _, batch, B, x_shape, a_shape, v_sT, v_a, w, streak, conv, div, frozen, e, z_now, zs_next, z_next) = plan
     # The action gets a new array, as on the numpy path (a caller may hold the old one: proposed_q
     # does); the weights are updated in place.
     a = q.a = np.array(q.a, dtype=np.float64)
     a2 = a.reshape(B, -1)
+    r = np.asarray(r)
     # numpy's exp is vectorised (SIMD); numba's is a scalar call per element.
-    M = e.shape[2]
-    if _logits(v_sT, v_a, zs_now.reshape(B, M), _rows(x_next, x_shape, B), a2, zs_next.reshape(B, M), e):
+    if _logits(v_sT, v_a, z_now, _rows(x_next, x_shape, B), a2, z_next, e):
         with np.errstate(over="ignore"):  # exp(-z) = inf where z < -709: the feature is 0, as it should be
             np.exp(e, out=e)
     else:
         np.exp(e, out=e)
-    td, rel = out = np.empty((2, *batch))
+    out = np.empty((2, B))
     _update(
         alpha, q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit, t, v_a, e, a2, w,
-        _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B), streak, conv, div, frozen, out.reshape(2, B),
+        r.reshape(B) if r.shape == batch else _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B),
+        streak, conv, div, frozen, out,
     )  # fmt: skip
     # s_{t+1}'s logits are the next call's s_t: swap the buffers instead of copying.
-    q._zs_now, plan[0], plan[14] = zs_next, zs_next, zs_now
-    return td, rel  # (q.live, the numpy path's cache, is not read on this path)
+    q._zs_now, plan[0], plan[14], plan[15], plan[16] = zs_next, zs_next, z_next, zs_now, z_now
+    return out[0].reshape(batch), out[1].reshape(batch)  # (q.live, the numpy path's cache, is not read here)
