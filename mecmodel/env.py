@@ -275,6 +275,8 @@ class MECEnv:
                 f"Action: expected p of shape {(self.S, P.K)} (seeds, WDs) and f_ser of shape "
                 f"{(self.S, P.n_slots)} (seeds, slots), got {np.shape(action.p)} and {np.shape(action.f_ser)}"
             )
+        if self._fast is not None:
+            return self._step_fast(o, action)
         # The action space is a box, as Gymnasium's: commands outside it are clipped to (9b)-(9d)
         # (maximum then minimum: np.clip's values, without its per-call overhead in the hot loop).
         action = Action(
@@ -282,8 +284,6 @@ class MECEnv:
             np.minimum(np.maximum(action.f_ser, 0.0), P.f_ser_max),
             bool(action.whole_task),
         )
-        if self._fast is not None:
-            return self._step_fast(o, action)
         n, W, tau = P.n_slots, P.task_cycles, P.tau
         q, h, q_ser = o.q, o.h, o.q_ser
         # WDs: partition (3)-(4), local computing (2), offloading (5)
@@ -308,17 +308,27 @@ class MECEnv:
         return self.obs, terms, info
 
     def _step_fast(self, o: Observation, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
-        """:meth:`step` through the compiled kernel (engine 'numba'): the same equations, other bits."""
+        """:meth:`step` through the compiled kernel (engine 'numba'): the same equations, other bits;
+        the kernel clips the action as :meth:`step` does."""
         P = self.P
+        whole = bool(action.whole_task)
         wd, flags, slot, seed = self._fast.env_step(
-            self._scalars, P.local_service, o.q, o.h, action.p, action.f_ser, o.q_ser, o.beta, action.whole_task
-        )
-        local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad = wd
-        served, f_eff, s_grad = slot
+            self._scalars, P.local_service, o.q, o.h, np.asarray(action.p), np.asarray(action.f_ser), o.q_ser,
+            o.beta, whole,
+        )  # fmt: skip
+        local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad, p_app = wd
+        served, f_eff, s_grad, f_app = slot
+        action = Action(p_app, f_app, whole)
         sq, se, wq, we, e_ser, q_ser_next, server_cost = seed
         svc = queues.WDService(local, off, flags[0], dlocal, flags[1])
-        info = StepInfo(P, o, action, svc, p_tx, e_loc, e_off, served, f_eff, e_ser, arrivals)
-        info.__dict__.update(wd_cost=wd_cost, server_cost=server_cost, wd_cost_grad=wd_grad, server_cost_grad=s_grad)
+        # The frozen dataclass's fields and its cached properties in one dict update (its __init__
+        # sets 11 fields one object.__setattr__ at a time: a tenth of a block at K = 10).
+        info = object.__new__(StepInfo)
+        info.__dict__.update(
+            P=P, obs=o, action=action, service=svc, p_tx=p_tx, e_local=e_loc, e_offload=e_off, served=served,
+            f_eff=f_eff, e_server=e_ser, arrivals=arrivals,
+            wd_cost=wd_cost, server_cost=server_cost, wd_cost_grad=wd_grad, server_cost_grad=s_grad,
+        )  # fmt: skip
         h_next, beta_next = self.exo.at(o.t + 1)
         self.obs = _observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
         return self.obs, queues.CostTerms(sq, se, wq, we), info

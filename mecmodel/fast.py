@@ -61,14 +61,14 @@ def _env_step(q, h, p, f, q_ser, beta, sc, rule, binary):  # fmt: skip
     W, local_max, tau, bw, gap, zeta = sc[0], sc[1], sc[2], sc[3], sc[4], sc[5]
     xi_wd, xi_ser, w1, w2, w3, w4, p_max, f_ser_max = sc[6], sc[7], sc[8], sc[9], sc[10], sc[11], sc[12], sc[13]
     # Four arrays (one boxing each on return): per WD, per WD flags, per slot, per seed.
-    wd = np.empty((10, S, K))
-    local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad = (
-        wd[0], wd[1], wd[2], wd[3], wd[4], wd[5], wd[6], wd[7], wd[8], wd[9]
+    wd = np.empty((11, S, K))
+    local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad, p_app = (
+        wd[0], wd[1], wd[2], wd[3], wd[4], wd[5], wd[6], wd[7], wd[8], wd[9], wd[10]
     )  # fmt: skip
     flags = np.zeros((2, S, K), dtype=np.bool_)
     uncapped, stuck = flags[0], flags[1]
-    slot = np.empty((3, S, n))
-    served, f_eff, s_grad = slot[0], slot[1], slot[2]
+    slot = np.empty((4, S, n))
+    served, f_eff, s_grad, f_app = slot[0], slot[1], slot[2], slot[3]
     seed = np.empty((7, S))
     terms, e_ser, q_ser_next, server_cost = seed[0:4], seed[4], seed[5], seed[6]
     for s in range(S):
@@ -76,7 +76,9 @@ def _env_step(q, h, p, f, q_ser, beta, sc, rule, binary):  # fmt: skip
         e_sum = 0.0
         off_sum = 0.0
         for k in range(K):
-            qk, hk, pk = q[s, k], h[s, k], p[s, k]
+            # the action space is a box: commands are clipped to [0, p_max] (NaN stays NaN)
+            qk, hk, pk = q[s, k], h[s, k], _nmin(_nmax(p[s, k], 0.0), p_max)
+            p_app[s, k] = pk
             # (3): the back-end cycles the commanded power can carry in the offloading slot
             cap = np.floor(tau * (bw * math.log1p(hk * pk / gap) / LN2) / zeta)
             busy = qk > 0.0
@@ -132,7 +134,9 @@ def _env_step(q, h, p, f, q_ser, beta, sc, rule, binary):  # fmt: skip
         es = 0.0
         sv_sum = 0.0
         for i in range(n):
-            cum += f[s, i] * tau
+            f_app[s, i] = _nmin(_nmax(f[s, i], 0.0), f_ser_max)  # clipped to [0, f_ser_max]
+        for i in range(n):
+            cum += f_app[s, i] * tau
             done = _nmin(cum, qs)
             sv = done - prev
             prev = done
@@ -145,11 +149,11 @@ def _env_step(q, h, p, f, q_ser, beta, sc, rule, binary):  # fmt: skip
         e_ser[s] = es
         fp2 = 0.0
         for i in range(n):
-            active = served[s, i] >= f[s, i] * tau - 0.5 and f[s, i] > 0.0
+            active = served[s, i] >= f_app[s, i] * tau - 0.5 and f_app[s, i] > 0.0
             if not active and served[s, i] > 0.0:
                 fp2 += f_eff[s, i] ** 2
         for i in range(n):
-            active = served[s, i] >= f[s, i] * tau - 0.5 and f[s, i] > 0.0
+            active = served[s, i] >= f_app[s, i] * tau - 0.5 and f_app[s, i] > 0.0
             s_grad[s, i] = 3.0 * w2 * tau * xi_ser * (f_eff[s, i] ** 2 - fp2) * f_ser_max * active
         terms[0, s] = w1 * qs
         terms[1, s] = w2 * es
@@ -172,14 +176,41 @@ def scalars(P, local_max: float) -> np.ndarray:
 
 
 def env_step(sc: np.ndarray, rule: str, q, h, p, f, q_ser, beta, binary: bool) -> tuple:
-    """The compiled block of :meth:`MECEnv.step` on clipped actions (``sc`` from :func:`scalars`).
+    """The compiled block of :meth:`MECEnv.step` (``sc`` from :func:`scalars`); it clips the actions.
 
-    Returns (wd, flags, slot, seed): wd (10, S, K) = local, offloaded, d local / d offloaded,
-    transmitted power, E^wd, E^off, arrivals, next queue, own cost, its gradient; flags (2, S, K)
-    = uncapped, stuck; slot (3, S, n) = served, effective rate, the server's cost gradient; seed
+    Returns (wd, flags, slot, seed): wd (11, S, K) = local, offloaded, d local / d offloaded,
+    transmitted power, E^wd, E^off, arrivals, next queue, own cost, its gradient, the power as
+    applied; flags (2, S, K) = uncapped, stuck; slot (4, S, n) = served, effective rate, the
+    server's cost gradient, the rate as applied; seed
     (7, S) = the four cost terms (8), E^ser, next server queue, the server's own cost.
     """
     return _env_step(q, h, p, f, q_ser, beta, sc, RULES[rule], binary)
+
+
+@numba.njit(cache=True, nogil=True)
+def wd_state(q, h, beta, qscale):  # fmt: skip
+    """Algorithm 1's state of every WD: [q_k qscale, log10(h_k) / 10, beta_k,1..n], (S, K, n + 2)."""
+    S, K, n = beta.shape
+    x = np.empty((S, K, n + 2))
+    for s in range(S):
+        for k in range(K):
+            x[s, k, 0] = q[s, k] * qscale
+            x[s, k, 1] = math.log10(h[s, k]) * 0.1
+            for i in range(n):
+                x[s, k, 2 + i] = beta[s, k, i]
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def server_state(q_ser, q, qscale):  # fmt: skip
+    """Algorithm 2's state: [q^ser, q_1..q_K] qscale, (S, K + 1)."""
+    S, K = q.shape
+    x = np.empty((S, K + 1))
+    for s in range(S):
+        x[s, 0] = q_ser[s] * qscale
+        for k in range(K):
+            x[s, 1 + k] = q[s, k] * qscale
+    return x
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

@@ -73,6 +73,12 @@ LEARNERS = ("alg1", "alg2")
 SUMMARY = ("converged_fraction", "converged_block_median", "converged_block_max", "diverged_block")
 
 
+def _fold(acc: np.ndarray, rows: np.ndarray) -> None:
+    """acc += rows[0]; acc += rows[1]; ... in one call (a left fold, so the same bits)."""
+    if len(rows):
+        acc[...] = np.add.accumulate(np.concatenate([acc[None], rows]), axis=0)[-1]
+
+
 def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bool = False) -> list[int]:
     """Validate the run's size before any work: the seed list, blocks, and the memory it needs."""
     seeds = seed_list(seeds)
@@ -125,8 +131,11 @@ def simulate_arrays(
     C = max(1, min(CHUNK, blocks, BUFFER_ROWS // (S * K)))
     per_seed = np.empty((6, C, S))  # the four cost terms (8), q^ser, E^ser
     per_wd = np.empty((7, C, S, K))  # q, E^wd, E^off, p, local, offloaded, arrivals
-    per_slot = np.empty((C, S, n))  # effective server rates
-    served_sum = np.empty((C, S))
+    per_slot = np.empty((2, C, S, n))  # effective server rates, cycles served
+    # One view per buffered quantity: a block's row is then one integer index away.
+    b_sq, b_se, b_wq, b_we, b_qs, b_es = per_seed
+    b_q, b_el, b_eo, b_p, b_loc, b_off, b_arr = per_wd
+    b_fe, b_sv = per_slot
 
     def flush(t1: int) -> None:
         """Reduce the buffered blocks t0 .. t1 - 1 into the records."""
@@ -150,16 +159,16 @@ def simulate_arrays(
         done = local_sum + off_sum
         with np.errstate(invalid="ignore", divide="ignore"):
             rec["offloaded_fraction"][:, t0:t1] = np.where(done > 0, off_sum / done, np.nan).T
-        rec["server_rate_mean"][:, t0:t1] = (per_slot[:c].sum(axis=-1) / n).T
-        arrived = arr.sum(axis=-1) * W
-        for i in range(c):  # block by block, in order: the sums of a run of any length
-            work["arrived"] += arrived[i]
-            work["local"] += local_sum[i]
-            work["server"] += served_sum[i]
-            work["offloaded"] += off_sum[i]
-            if t0 + i >= start:
-                window["local"] += local_sum[i]
-                window["offloaded"] += off_sum[i]
+        rec["server_rate_mean"][:, t0:t1] = (b_fe[:c].sum(axis=-1) / n).T
+        # Block by block, in order (np.add.accumulate is a left fold): the same sums as adding each
+        # block's totals as it ends, whatever the chunk length.
+        _fold(work["arrived"], arr.sum(axis=-1) * W)
+        _fold(work["local"], local_sum)
+        _fold(work["server"], b_sv[:c].sum(axis=-1))
+        _fold(work["offloaded"], off_sum)
+        first = max(start - t0, 0)
+        _fold(window["local"], local_sum[first:])
+        _fold(window["offloaded"], off_sum[first:])
 
     steps = range(blocks)
     if progress:
@@ -171,18 +180,18 @@ def simulate_arrays(
         action = Action(wd.act(obs), server.act(obs), wd.whole_task)
         next_obs, terms, info = env.step(action)
         svc, i = info.service, t - t0
-        per_seed[0, i], per_seed[1, i], per_seed[2, i], per_seed[3, i] = terms
-        per_seed[4, i] = obs.q_ser
-        per_seed[5, i] = info.e_server
-        per_wd[0, i] = obs.q
-        per_wd[1, i] = info.e_local
-        per_wd[2, i] = info.e_offload
-        per_wd[3, i] = info.p_tx
-        per_wd[4, i] = svc.local
-        per_wd[5, i] = svc.offload
-        per_wd[6, i] = info.arrivals
-        per_slot[i] = info.f_eff
-        served_sum[i] = info.served.sum(axis=1)
+        b_sq[i], b_se[i], b_wq[i], b_we[i] = terms
+        b_qs[i] = obs.q_ser
+        b_es[i] = info.e_server
+        b_q[i] = obs.q
+        b_el[i] = info.e_local
+        b_eo[i] = info.e_offload
+        b_p[i] = info.p_tx
+        b_loc[i] = svc.local
+        b_off[i] = svc.offload
+        b_arr[i] = info.arrivals
+        b_fe[i] = info.f_eff
+        b_sv[i] = info.served
         if per_device:
             dev["wd_queue_k"][:, t] = obs.q
             dev["tx_power_k"][:, t] = info.p_tx

@@ -193,3 +193,33 @@ def test_compare_engines_script(tmp_path, capsys) -> None:
         assert abs(r["diff"]) <= 1e-6 * abs(r["a"])
     assert compare_engines.main([str(tmp_path / "numpy.nc"), str(tmp_path / "numba.nc")]) == 0
     assert "2 scheme-point cells" in capsys.readouterr().out
+
+
+def test_step_info_of_the_compiled_step_is_complete() -> None:
+    """The compiled step's StepInfo has every field and cached value the numpy step's has, close."""
+    import dataclasses
+
+    from mecmodel.env import Action, MECEnv
+
+    infos = {}
+    for engine in ("numpy", "numba"):
+        P = make_params("default", {"K": 5, "engine": engine})
+        env = MECEnv(P, [0, 1])
+        env.reset()
+        _, _, info = env.step(Action(np.full((2, 5), 0.1), np.full((2, P.n_slots), 2e10)))
+        infos[engine] = info
+    a, b = infos["numpy"], infos["numba"]
+    for f in dataclasses.fields(a):
+        if f.name in ("P", "obs"):
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, Action):
+            pairs = [(x.p, y.p), (x.f_ser, y.f_ser), (x.whole_task, y.whole_task)]
+        else:
+            pairs = list(zip(x, y, strict=True)) if isinstance(x, tuple) else [(x, y)]
+        for u, v in pairs:
+            np.testing.assert_allclose(np.asarray(v, float), np.asarray(u, float), rtol=1e-12, err_msg=f.name)
+    for name in ("wd_cost", "server_cost", "wd_cost_grad", "server_cost_grad"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, err_msg=name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.p_tx = None

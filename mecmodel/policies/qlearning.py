@@ -225,6 +225,15 @@ def _row_nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _compiled(P: Params, name: str):
+    """mecmodel.fast's kernel ``name`` under engine numba, else None (the numpy code runs)."""
+    if P.engine != "numba":
+        return None
+    from .. import fast
+
+    return getattr(fast, name)
+
+
 def feature_vectors(ctx: PolicyContext, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """(S, *shape) fixed random feature vectors of (23)/(30), N(0, feature_std^2 / dim) entries."""
     P = ctx.params
@@ -239,16 +248,21 @@ class Algorithm1(WDPolicy):
     beta_k,1..n]; the action is p_k / p_max. ``whole_task`` gives the paper's binary offloading.
     """
 
+    _compiled_state = None  # mecmodel.fast.wd_state under engine numba (set in reset)
+
     def __init__(self, whole_task: bool = False):
         self.whole_task = whole_task
 
     def state(self, obs: Observation) -> np.ndarray:
         qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
+        if self._compiled_state is not None:  # engine numba: the same vector from one compiled call
+            return self._compiled_state(obs.q, obs.h, obs.beta, qscale)
         return np.concatenate([(obs.q * qscale)[..., None], (np.log10(obs.h) * 0.1)[..., None], obs.beta], axis=-1)
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = self.P = ctx.params
+        self._compiled_state = _compiled(P, "wd_state")
         mu = feature_vectors(ctx, "wd_features", (P.K, P.M, P.n_slots + 3))
         self.agent = OnlineQ.from_params(mu, 1, np.array([P.p_init]), P)
         self.agent.observe(self.state(obs))
@@ -276,13 +290,18 @@ class Algorithm2(ServerPolicy):
     f^ser / f^ser_max.
     """
 
+    _compiled_state = None  # mecmodel.fast.server_state under engine numba (set in reset)
+
     def state(self, obs: Observation) -> np.ndarray:
         qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
+        if self._compiled_state is not None:  # engine numba: the same vector from one compiled call
+            return self._compiled_state(obs.q_ser, obs.q, qscale)
         return np.concatenate([(obs.q_ser * qscale)[:, None], obs.q * qscale], axis=-1)
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = self.P = ctx.params
+        self._compiled_state = _compiled(P, "server_state")
         nu = feature_vectors(ctx, "server_features", (P.M, P.n_slots + P.K + 1))
         self.agent = OnlineQ.from_params(nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P)
         self.agent.observe(self.state(obs))
