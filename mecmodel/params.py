@@ -39,7 +39,8 @@ class Field:
     choices: tuple[str, ...] | None = None
     paper: Any = None  # value in the ``paper`` preset when it differs from the default
     # A field added after runs were stored: at its default it is left out of to_dict() and the
-    # hashes, so every existing run keeps its model id and its parameters (Params.identity).
+    # hashes (model_hash, the config hash), so every existing run keeps its model id; readers of
+    # params_json fill it in (mecmodel.results._run_params).
     silent_default: bool = False
 
     def range_text(self) -> str:
@@ -390,7 +391,7 @@ FIELDS: tuple[Field, ...] = (
         "numpy",
         "",
         "how each block is computed: numpy (the reference) or numba (compiled; pip install "
-        "'mecmodel[fast]'; agrees to about 1e-12 per block, not bit for bit)",
+        "'mecmodel[fast]'; agrees to 1e-9 per block, not bit for bit)",
         "ours: throughput (docs/model.md, note M)",
         str,
         choices=("numpy", "numba"),

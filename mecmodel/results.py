@@ -81,10 +81,18 @@ def _tidy_attrs(ds, swept: Iterable[str] = ()) -> None:
         ds.attrs.pop(name, None)
 
 
+def _run_params(ds) -> dict[str, Any]:
+    """Every model parameter of a run: its params_json, with the fields that leave it at their
+    default (``Field.silent_default``, e.g. ``engine``) filled in."""
+    from .params import FIELDS
+
+    return {**{f.name: f.default for f in FIELDS if f.silent_default}, **json.loads(ds.attrs["params_json"])}
+
+
 def _own_value(ds, name: str) -> Any:
     """A run's value of a parameter it was not swept over: the model's, or its scheme's (None: the
     scheme has no such parameter)."""
-    params = json.loads(ds.attrs["params_json"])
+    params = _run_params(ds)
     if name in params:
         return params[name]
     return json.loads(ds.attrs.get("scheme_params_json", "{}")).get(name)
@@ -334,7 +342,7 @@ def open_runs(
     for path, info in found:
         ds = _load(path)
         ds = ds.squeeze([d for d in (*POINT_DIMS, *swept_dims(ds)) if d in ds.dims], drop=False)
-        params = json.loads(ds.attrs["params_json"])
+        params = _run_params(ds)
         own = json.loads(ds.attrs.get("scheme_params_json", "{}"))
         params_json = json.dumps(_model_params(ds, extra), sort_keys=True)
         _tidy_attrs(ds, extra)
