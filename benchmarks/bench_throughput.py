@@ -258,6 +258,17 @@ def measure(
     return row
 
 
+SHARE_HEAD = f"{'channel':>8} {'queues':>7} {'alg. 1':>7} {'alg. 2':>7} {'loop+rec':>8} {'fused/s':>9} {'of fused':>8}"
+
+
+def _share_cells(r: dict, prefix: str) -> str:
+    """One engine's shares of a block, fused limit and share of it (columns ``prefix``share_*)."""
+    sh = [r[f"{prefix}share_{c}"] for c in CATEGORIES]
+    fused = r[f"{prefix}fused_rate"]
+    of = r[f"{prefix}of_fused"]
+    return " ".join(f"{x:>7.0%}" for x in sh[:4]) + f" {sh[4]:>8.0%} {_fmt_rate(fused):>9} {of:>8.2f}"
+
+
 def _has_numba() -> bool:
     try:
         import numba  # noqa: F401
@@ -344,29 +355,15 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     print("\nwhere a block's time goes (one instrumented run per size), and the fused limit:")
-    print(
-        f"{'K':>5} {'seeds':>5} {'channel':>8} {'queues':>7} {'alg. 1':>7} {'alg. 2':>7} {'loop+rec':>8} "
-        f"{'fused/s':>9} {'of fused':>8}"
-    )
+    print(f"{'K':>5} {'seeds':>5} {SHARE_HEAD}")
     for r in rows:
-        sh = [r[f"share_{c}"] for c in CATEGORIES]
-        print(
-            f"{r['K']:>5} {r['seeds']:>5} " + " ".join(f"{x:>7.0%}" for x in sh[:4]) + f" {sh[4]:>8.0%}"
-            f" {_fmt_rate(r['fused_rate']):>9} {r['of_fused']:>8.2f}"
-        )
+        print(f"{r['K']:>5} {r['seeds']:>5} " + _share_cells(r, ""))
     if "numba" in engines:
         print("\nthe compiled engine (engine: numba), its shares and its fused limit:")
-        print(
-            f"{'K':>5} {'seeds':>5} {'numba/s':>9} {'x numpy':>7} {'channel':>8} {'queues':>7} {'alg. 1':>7} "
-            f"{'alg. 2':>7} {'loop+rec':>8} {'fused/s':>9} {'of fused':>8}"
-        )
+        print(f"{'K':>5} {'seeds':>5} {'numba/s':>9} {'x numpy':>7} {SHARE_HEAD}")
         for r in rows:
-            sh = [r[f"numba_share_{c}"] for c in CATEGORIES]
-            print(
-                f"{r['K']:>5} {r['seeds']:>5} {_fmt_rate(r['numba_rate']):>9} {r['numba_vs_numpy']:>6.2f}x "
-                + " ".join(f"{x:>7.0%}" for x in sh[:4])
-                + f" {sh[4]:>8.0%} {_fmt_rate(r['numba_fused_rate']):>9} {r['numba_of_fused']:>8.2f}"
-            )
+            rate = f"{_fmt_rate(r['numba_rate']):>9} {r['numba_vs_numpy']:>6.2f}x "
+            print(f"{r['K']:>5} {r['seeds']:>5} " + rate + _share_cells(r, "numba_"))
     print()
     for r in rows:
         target = TARGETS.get((r["K"], r["seeds"]))

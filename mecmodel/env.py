@@ -218,6 +218,16 @@ class StepInfo:
         return 3.0 * P.w2 * P.tau * P.xi_ser * (f_eff**2 - f_p2) * P.f_ser_max * active
 
 
+def compiled(engine: str):
+    """The module of compiled kernels (:mod:`mecmodel.fast`, which imports numba) for engine
+    ``'numba'``; None for ``'numpy'``, whose code is the reference."""
+    if engine != "numba":
+        return None
+    from . import fast
+
+    return fast
+
+
 def _observation(t: int, *arrays: np.ndarray) -> Observation:
     """An Observation of read-only arrays: a policy cannot change the environment's state."""
     for a in arrays:
@@ -247,12 +257,9 @@ class MECEnv:
         self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)  # (9c): cycles a WD computes in a block
         self.obs: Observation | None = None
         # engine 'numba': the same block through mecmodel.fast's compiled kernel (imports numba).
-        self._fast = None
-        if P.engine == "numba":
-            from . import fast
-
-            self._fast = fast
-            self._scalars = fast.scalars(P, float(self.local_max))
+        self._fast = compiled(P.engine)
+        if self._fast is not None:
+            self._scalars = self._fast.scalars(P, float(self.local_max))
 
     def rngs(self, name: str) -> list[np.random.Generator]:
         """One generator of the stream ``name`` per seed (for policies that draw)."""

@@ -354,7 +354,6 @@ def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.
     # does); the weights are updated in place.
     a = q.a = np.array(q.a, dtype=np.float64)
     a2 = a.reshape(B, -1)
-    r = np.asarray(r)
     # numpy's exp is vectorised (SIMD); numba's is a scalar call per element.
     if _logits(v_sT, v_a, z_now, _rows(x_next, x_shape, B), a2, z_next, e):
         with np.errstate(over="ignore"):  # exp(-z) = inf where z < -709: the feature is 0, as it should be
@@ -364,7 +363,7 @@ def learn(q, t: int, alpha: float, r: np.ndarray, dr_da: np.ndarray, x_next: np.
     out = np.empty((2, B))
     _update(
         alpha, q.gamma, q.exact, q.epsilon, q.patience, q.freeze, q._limit, t, v_a, e, a2, w,
-        r.reshape(B) if r.shape == batch else _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B),
+        _rows(r, batch, B).reshape(B), _rows(dr_da, a_shape, B),
         streak, conv, div, frozen, out,
     )  # fmt: skip
     # s_{t+1}'s logits are the next call's s_t: swap the buffers instead of copying.

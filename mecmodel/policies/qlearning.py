@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..env import Observation, stream
+from ..env import Observation, compiled, stream
 from .base import PolicyContext, ServerPolicy, Transition, WDPolicy
 
 if TYPE_CHECKING:
@@ -116,11 +116,7 @@ class OnlineQ:
         self.live = np.ones(batch, dtype=bool)  # neither frozen nor diverged
         self._limit = min(float(limit), sys.float_info.max)  # a finite bound: an infinite norm is bad
         self._zs_now: np.ndarray | None = None
-        self._fast = None
-        if engine == "numba":  # the same update through mecmodel.fast's compiled kernel
-            from .. import fast
-
-            self._fast = fast
+        self._fast = compiled(engine)  # engine numba: the same update through mecmodel.fast's kernels
 
     @classmethod
     def from_params(cls, v: np.ndarray, n_action: int, action0: np.ndarray, P: Params) -> OnlineQ:
@@ -225,15 +221,6 @@ def _row_nanmedian(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _compiled(P: Params, name: str):
-    """mecmodel.fast's kernel ``name`` under engine numba, else None (the numpy code runs)."""
-    if P.engine != "numba":
-        return None
-    from .. import fast
-
-    return getattr(fast, name)
-
-
 def feature_vectors(ctx: PolicyContext, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """(S, *shape) fixed random feature vectors of (23)/(30), N(0, feature_std^2 / dim) entries."""
     P = ctx.params
@@ -262,7 +249,7 @@ class Algorithm1(WDPolicy):
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = self.P = ctx.params
-        self._compiled_state = _compiled(P, "wd_state")
+        self._compiled_state = getattr(compiled(P.engine), "wd_state", None)
         mu = feature_vectors(ctx, "wd_features", (P.K, P.M, P.n_slots + 3))
         self.agent = OnlineQ.from_params(mu, 1, np.array([P.p_init]), P)
         self.agent.observe(self.state(obs))
@@ -301,7 +288,7 @@ class Algorithm2(ServerPolicy):
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = self.P = ctx.params
-        self._compiled_state = _compiled(P, "server_state")
+        self._compiled_state = getattr(compiled(P.engine), "server_state", None)
         nu = feature_vectors(ctx, "server_features", (P.M, P.n_slots + P.K + 1))
         self.agent = OnlineQ.from_params(nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P)
         self.agent.observe(self.state(obs))
