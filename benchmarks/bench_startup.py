@@ -2,7 +2,7 @@
 
     python benchmarks/bench_startup.py            # 8 runs, median and mean
     python benchmarks/bench_startup.py --runs 20
-    python benchmarks/bench_startup.py --set engine=numba   # any --set of mecmodel simulate
+    python benchmarks/bench_startup.py --set K=20           # any --set of mecmodel simulate
 
 Each run is a fresh process, as a Snakemake job is (Python, numpy, the package, the run file
 written); what it reports is what every one of a sweep's jobs pays before it simulates.

@@ -60,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-o", "--output", required=True, help="output NetCDF path")
 
+    b = sub.add_parser(
+        "simulate-batch", parents=[mods], help="simulate several runs in one process (a sweep's simulation job)"
+    )
+    b.add_argument(
+        "--runs",
+        required=True,
+        help="JSON list of runs, each {output, preset, overrides, scheme, scheme_params, sweep, seeds, blocks} "
+        "(what mecmodel.sweep.Sweep.batches resolves)",
+    )
+    b.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar (auto: only on a terminal)"
+    )
+
     g = sub.add_parser("aggregate", parents=[mods], help="combine run files into one compressed dataset")
     g.add_argument("inputs", nargs="+", help="run NetCDF files")
     g.add_argument("-o", "--output", required=True, help="output NetCDF path")
@@ -180,6 +193,67 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+RUN_KEYS = ("output", "preset", "overrides", "scheme", "scheme_params", "sweep", "seeds", "blocks")
+
+
+def cmd_simulate_batch(a: argparse.Namespace) -> int:
+    """Every run of the list, one after the other in this process; each file written atomically as
+    its run ends. Every run is checked before the first starts: bad input writes nothing."""
+    import json
+    import time
+
+    from .params import ParamError, make_params
+    from .schemes import get_scheme
+    from .simulation import check_run
+
+    try:
+        runs = json.loads(a.runs)
+    except json.JSONDecodeError as e:
+        raise _Fail(f"--runs: not JSON: {e}") from None
+    if not isinstance(runs, list) or not runs:
+        raise _Fail("--runs: must be a non-empty JSON list of runs")
+    jobs = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict) or sorted(run) != sorted(RUN_KEYS):
+            raise _Fail(f"--runs[{i}]: must be an object with the keys {', '.join(RUN_KEYS)}")
+        out = run["output"]
+        if not isinstance(out, str) or not out.endswith((".nc", ".nc4")):
+            raise _Fail(f"--runs[{i}].output: must end in .nc, got {out!r}")
+        try:
+            P = make_params(run["preset"], run["overrides"])
+            scheme = get_scheme(run["scheme"])
+            scheme.param_values(run["scheme_params"], f"--runs[{i}].scheme_params")
+            scheme.check_K(P.K, f"--runs[{i}].scheme")
+            seeds = check_run(P, run["seeds"], run["blocks"])
+        except ParamError as e:
+            raise _Fail(f"--runs[{i}] ({out}): {e}") from None
+        jobs.append((P, run, seeds))
+
+    from . import simulate_parts
+    from .dataset import write_parts
+
+    progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
+    began = time.perf_counter()
+    for P, run, seeds in jobs:
+        start = time.perf_counter()
+        parts = simulate_parts(
+            P,
+            scheme=run["scheme"],
+            seeds=seeds,
+            blocks=run["blocks"],
+            progress=progress,
+            scheme_params=run["scheme_params"],
+            sweep=run["sweep"],
+        )
+        try:
+            write_parts(parts, run["output"])
+        except OSError as e:
+            raise _Fail(f"output: cannot write {run['output']}: {e.strerror or e}") from None
+        print(f"{run['output']}: {time.perf_counter() - start:.2f} s", file=sys.stderr, flush=True)
+    print(f"{len(jobs)} runs done in {time.perf_counter() - began:.2f} s", file=sys.stderr, flush=True)
+    return 0
+
+
 def cmd_aggregate(a: argparse.Namespace) -> int:
     from .results import aggregate
 
@@ -243,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_modules(a.scheme_module, "--scheme-module")
         cmds = {
             "simulate": cmd_simulate,
+            "simulate-batch": cmd_simulate_batch,
             "aggregate": cmd_aggregate,
             "plot": cmd_plot,
             "schemes": cmd_schemes,

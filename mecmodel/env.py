@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import channel, queues
+from . import channel, engine, queues
 from .params import ParamError, Params
 
 #: Stream keys of SeedSequence(seed, spawn_key=(key,)). Other names get a key from their hash.
@@ -148,20 +148,6 @@ class Action:
     whole_task: bool = False
 
 
-def _cached(method):
-    """A read-only property computed on first access (functools.cached_property takes a lock on
-    every first access in Python 3.11: too slow for a value read once per block)."""
-    name = method.__name__
-
-    def get(self):
-        d = self.__dict__
-        if name not in d:
-            d[name] = method(self)
-        return d[name]
-
-    return property(get, doc=method.__doc__)
-
-
 @dataclasses.dataclass(frozen=True)
 class StepInfo:
     """What a step computed, for recording and for learners (knowledge of the environment)."""
@@ -177,55 +163,30 @@ class StepInfo:
     f_eff: np.ndarray  # (S, n) effective server rates, cycles/s
     e_server: np.ndarray  # (S,) server energy (7), J
     arrivals: np.ndarray  # (S, K) tasks that arrived this block
-
-    @_cached
-    def wd_cost(self) -> np.ndarray:
-        """(S, K) each WD's own cost term of (8): w3 q_k + w4 (E^wd_k + E^off_k), r_{k,t} of (24)."""
-        P = self.P
-        return P.w3 * self.obs.q + P.w4 * (self.e_local + self.e_offload)
-
-    @_cached
-    def server_cost(self) -> np.ndarray:
-        """(S,) the server's own cost term of (8): w1 q^ser + w2 E^ser, r_t of (31)."""
-        P = self.P
-        return P.w1 * self.obs.q_ser + P.w2 * self.e_server
-
-    @_cached
-    def wd_cost_grad(self) -> np.ndarray:
-        """(S, K) d wd_cost / d(p / p_max): the exact reward gradient of Algorithm 1's (26).
-
-        dr/dp^ = w4 p_max [tau dp/dp + 3 xi f^2 (dL/dR) dR/dp] where the offload tracks p (the
-        capacity binds), else 0: the transmitted power then does not depend on the command.
-        """
-        P, svc, h, p_cmd = self.P, self.service, self.obs.h, self.action.p
-        n, tau = P.n_slots, P.tau
-        dcap = channel.dbits_dp(h, p_cmd, P.bandwidth, P.snr_gap, tau) / P.zeta
-        f_loc = svc.local / (n * tau)
-        return P.w4 * P.p_max * svc.uncapped * (tau + 3.0 * P.xi_wd * f_loc**2 * svc.dlocal_doff * dcap)
-
-    @_cached
-    def server_cost_grad(self) -> np.ndarray:
-        """(S, n) d server_cost / d(f^ser_i / f^ser_max): the exact gradient of Algorithm 2's (33).
-
-        Slots run at f_i until the queue runs dry inside a "partial" slot p, whose rate is the
-        remainder: f_p = (q - sum_{i<p} f_i tau) / tau. Raising an active f_i moves work out of
-        slot p, so dE/df_i = 3 tau xi (f_i^2 - f_p^2); f_p itself does not depend on f_p.
-        """
-        P, served, f_eff, f_cmd = self.P, self.served, self.f_eff, self.action.f_ser
-        active = (served >= f_cmd * P.tau - 0.5) & (f_cmd > 0)
-        partial = ~active & (served > 0)
-        f_p2 = np.sum(np.where(partial, f_eff**2, 0.0), axis=-1, keepdims=True)
-        return 3.0 * P.w2 * P.tau * P.xi_ser * (f_eff**2 - f_p2) * P.f_ser_max * active
+    #: (S, K) each WD's own cost term of (8): w3 q_k + w4 (E^wd_k + E^off_k), r_{k,t} of (24).
+    wd_cost: np.ndarray
+    #: (S,) the server's own cost term of (8): w1 q^ser + w2 E^ser, r_t of (31).
+    server_cost: np.ndarray
+    #: (S, K) d wd_cost / d(p / p_max), the exact reward gradient of Algorithm 1's (26):
+    #: w4 p_max [tau + 3 xi f^2 (dL/dO) dcap/dp] where the offload tracks p (the capacity binds), else 0.
+    wd_cost_grad: np.ndarray
+    #: (S, n) d server_cost / d(f^ser_i / f^ser_max), the exact gradient of Algorithm 2's (33):
+    #: 3 w2 tau xi (f_i^2 - f_p^2) f_ser_max for active slots, f_p the rate of the slot where the queue runs dry.
+    server_cost_grad: np.ndarray
 
 
-def compiled(engine: str):
-    """The module of compiled kernels (:mod:`mecmodel.fast`, which imports numba) for engine
-    ``'numba'``; None for ``'numpy'``, whose code is the reference."""
-    if engine != "numba":
-        return None
-    from . import fast
+def scratch_records(S: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Records of one block that nothing reads: where a step records outside a run."""
+    return (
+        np.empty((len(engine.SERIES), S, 1)),
+        np.empty((len(engine.DEVICE), S, 0, K)),
+        np.zeros((len(engine.WORK), S)),
+    )
 
-    return fast
+
+def _f64(x) -> np.ndarray:
+    """An action array as the kernel reads it (float64; a view when it already is)."""
+    return np.asarray(x, dtype=np.float64)
 
 
 def _observation(t: int, *arrays: np.ndarray) -> Observation:
@@ -256,10 +217,18 @@ class MECEnv:
         self.mean_gain = channel.large_scale_gain(dist, shadow, P.pathloss_a, P.pathloss_b, P.shadowing_db, P.noise_dbw)
         self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)  # (9c): cycles a WD computes in a block
         self.obs: Observation | None = None
-        # engine 'numba': the same block through mecmodel.fast's compiled kernel (imports numba).
-        self._fast = compiled(P.engine)
-        if self._fast is not None:
-            self._scalars = self._fast.scalars(P, float(self.local_max))
+        self.scalars = engine.scalars(P, float(self.local_max))
+        self.rule = engine.RULES[P.local_service]
+        # Where step records each block (mecmodel.simulation points these at a run's records;
+        # by default a scratch block that nothing reads).
+        self.record_into(*scratch_records(self.S, P.K), start=1, column=lambda t: 0)
+
+    def record_into(self, rec: np.ndarray, dev: np.ndarray, work: np.ndarray, start: int, column=None) -> None:
+        """Record every later step into a run's arrays (see :func:`mecmodel.engine.advance`):
+        block t into column ``column(t)`` (default t) of ``rec`` (series, S, T) and ``dev``, the work
+        totals into ``work`` (window from block ``start`` on)."""
+        self._rec, self._dev, self._work, self._start = rec, dev, work, int(start)
+        self._column = column or int
 
     def rngs(self, name: str) -> list[np.random.Generator]:
         """One generator of the stream ``name`` per seed (for policies that draw)."""
@@ -282,58 +251,23 @@ class MECEnv:
                 f"Action: expected p of shape {(self.S, P.K)} (seeds, WDs) and f_ser of shape "
                 f"{(self.S, P.n_slots)} (seeds, slots), got {np.shape(action.p)} and {np.shape(action.f_ser)}"
             )
-        if self._fast is not None:
-            return self._step_fast(o, action)
-        # The action space is a box, as Gymnasium's: commands outside it are clipped to (9b)-(9d)
-        # (maximum then minimum: np.clip's values, without its per-call overhead in the hot loop).
-        action = Action(
-            np.minimum(np.maximum(action.p, 0.0), P.p_max),
-            np.minimum(np.maximum(action.f_ser, 0.0), P.f_ser_max),
-            bool(action.whole_task),
-        )
-        n, W, tau = P.n_slots, P.task_cycles, P.tau
-        q, h, q_ser = o.q, o.h, o.q_ser
-        # WDs: partition (3)-(4), local computing (2), offloading (5)
-        cap = channel.bits_per_slot(h, action.p, P.bandwidth, P.snr_gap, tau) / P.zeta
-        svc = queues.wd_service(q, cap, W, self.local_max, P.local_service, action.whole_task)
-        p_tx = np.where(
-            svc.offload > 0, channel.power_for_bits(h, P.zeta * svc.offload, P.bandwidth, P.snr_gap, tau), 0.0
-        )
-        e_loc = queues.local_energy(svc.local, n, tau, P.xi_wd)
-        e_off = queues.offload_energy(p_tx, tau)
-        # Server (6)-(7): it computes what was offloaded in earlier blocks.
-        served, f_eff = queues.server_service(q_ser, action.f_ser, tau)
-        e_ser = queues.server_energy(f_eff, tau, P.xi_ser)
-        terms = queues.cost_terms(q_ser, e_ser, q, e_loc + e_off, P.w1, P.w2, P.w3, P.w4)
-        arrivals = o.beta.sum(axis=-1)
-        info = StepInfo(P, o, action, svc, p_tx, e_loc, e_off, served, f_eff, e_ser, arrivals)
-        # Transition (1), (6).
-        q_next = queues.wd_queue_next(q, svc, arrivals, W)
-        q_ser_next = queues.server_queue_next(q_ser, served, svc.offload)
-        h_next, beta_next = self.exo.at(o.t + 1)
-        self.obs = _observation(o.t + 1, q_next, h_next, beta_next, q_ser_next)
-        return self.obs, terms, info
-
-    def _step_fast(self, o: Observation, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
-        """:meth:`step` through the compiled kernel (engine 'numba'): the same equations, other bits;
-        the kernel clips the action as :meth:`step` does."""
-        P = self.P
         whole = bool(action.whole_task)
-        wd, flags, slot, seed = self._fast.env_step(
-            self._scalars, P.local_service, o.q, o.h, np.asarray(action.p), np.asarray(action.f_ser), o.q_ser,
-            o.beta, whole,
+        wd, flags, slot, seed = engine.buffers(self.S, P.K, P.n_slots)
+        # (9b)-(9d): the action space is a box, as Gymnasium's; the kernel clips to it (NaN stays NaN)
+        engine.advance(
+            self._column(o.t), o.q, o.h, o.beta, o.q_ser, _f64(action.p), _f64(action.f_ser), self.scalars,
+            self.rule, whole, self._start, wd, flags, slot, seed, self._rec, self._dev, self._work,
         )  # fmt: skip
         local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad, p_app = wd
         served, f_eff, s_grad, f_app = slot
-        action = Action(p_app, f_app, whole)
         sq, se, wq, we, e_ser, q_ser_next, server_cost = seed
         svc = queues.WDService(local, off, flags[0], dlocal, flags[1])
-        # The frozen dataclass's fields and its cached properties in one dict update (its __init__
-        # sets 11 fields one object.__setattr__ at a time: a tenth of a block at K = 10).
+        # The frozen dataclass's fields in one dict update (its __init__ sets 15 fields one
+        # object.__setattr__ at a time: a tenth of a block at K = 10).
         info = object.__new__(StepInfo)
         info.__dict__.update(
-            P=P, obs=o, action=action, service=svc, p_tx=p_tx, e_local=e_loc, e_offload=e_off, served=served,
-            f_eff=f_eff, e_server=e_ser, arrivals=arrivals,
+            P=P, obs=o, action=Action(p_app, f_app, whole), service=svc, p_tx=p_tx, e_local=e_loc,
+            e_offload=e_off, served=served, f_eff=f_eff, e_server=e_ser, arrivals=arrivals,
             wd_cost=wd_cost, server_cost=server_cost, wd_cost_grad=wd_grad, server_cost_grad=s_grad,
         )  # fmt: skip
         h_next, beta_next = self.exo.at(o.t + 1)

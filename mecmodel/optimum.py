@@ -42,6 +42,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
+import numba
 import numpy as np
 
 from . import channel, queues
@@ -234,6 +235,50 @@ def _server_step(m: Model, J: np.ndarray, gamma: float, arg: bool = False):
     return np.take_along_axis(cost, best_u[..., None], axis=-1)[..., 0], np.arange(m.ny) - best_u
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _server_min(J, gamma, serve, n_off):  # fmt: skip
+    """:func:`_server_step`'s G without its (nx^K, n_off, ny, ny) temporary: the same sums and minima
+    over u = y - s ascending (the queue left; u > y costs inf), so the same bits; ``serve`` (ny,) is
+    w2 E^ser(s), inf above the capacity."""
+    X, ny = J.shape
+    G = np.empty((X, n_off, ny))
+    for x in range(X):
+        for o in range(n_off):
+            g = G[x, o]
+            for y in range(ny):
+                g[y] = math.inf
+            for u in range(ny):
+                left = gamma * J[x, min(u + o, ny - 1)]
+                for y in range(u, ny):
+                    c = left + serve[y - u]
+                    if c < g[y]:
+                        g[y] = c
+    return G
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _wd_min(base, G, ecost, rows):  # fmt: skip
+    """base + min over the WD actions (ascending) of :func:`_wd_step`, without its (N, A, ny) temporary."""
+    N, A = ecost.shape
+    ny = base.shape[1]
+    Gf = G.reshape(-1, ny)
+    out = np.empty((N, ny))
+    best = np.empty(ny)
+    for i in range(N):
+        for y in range(ny):
+            best[y] = math.inf
+        for a in range(A):
+            e = ecost[i, a]
+            row = Gf[rows[i, a]]
+            for y in range(ny):
+                c = e + row[y]
+                if c < best[y]:
+                    best[y] = c
+        for y in range(ny):
+            out[i, y] = base[i, y] + best[y]
+    return out
+
+
 def _wd_step(m: Model, G: np.ndarray, ecost: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Q(state, c) for every server queue y: energy + G(post(c), off(c), y), as (N, A, ny).
 
@@ -251,11 +296,14 @@ def solve(m: Model, gamma: float, wd_policy: np.ndarray | None = None, V0: np.nd
     V = np.zeros_like(base) if V0 is None else V0.copy()
     stop = g.stop(gamma)
     residual, it = np.inf, 0
-    rows = post * ((m.nc - 1) * m.K + 1) + off
+    rows = np.ascontiguousarray(post * ((m.nc - 1) * m.K + 1) + off)
+    n_off = (m.nc - 1) * m.K + 1
+    ecost_c = np.ascontiguousarray(ecost, dtype=np.float64)
     while it < g.max_iter:
         it += 1
-        G = _server_step(m, _post_value(m, V), gamma)  # (nx^K, n_off, ny)
-        V_new = base + _wd_step(m, G, ecost, rows).min(axis=1)
+        # _server_step and _wd_step's minimum, compiled (the same bits)
+        G = _server_min(np.ascontiguousarray(_post_value(m, V)), float(gamma), m.server_energy_cost, n_off)
+        V_new = _wd_min(base, G, ecost_c, rows)
         residual = float(np.max(np.abs(V_new - V)))
         V = V_new
         if not np.isfinite(residual):

@@ -385,18 +385,6 @@ FIELDS: tuple[Field, ...] = (
         0,
         1,
     ),
-    # --- implementation ---
-    Field(
-        "engine",
-        "numpy",
-        "",
-        "how each block is computed: numpy (the reference) or numba (compiled; pip install "
-        "'mecmodel[fast]'; agrees to 1e-9 per block, not bit for bit)",
-        "ours: throughput (docs/model.md, note M)",
-        str,
-        choices=("numpy", "numba"),
-        silent_default=True,
-    ),
     # --- reporting ---
     Field(
         "average_fraction",
@@ -531,16 +519,7 @@ def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = N
             f"min_distance: must be smaller than cell_radius ({values['cell_radius']:g} m), "
             f"got {values['min_distance']:g}"
         )
-    if values["engine"] == "numba" and not _has_numba():
-        raise ParamError("engine: 'numba' needs numba; install it with pip install 'mecmodel[fast]', or use 'numpy'")
     return Params(values, preset)
-
-
-def _has_numba() -> bool:
-    """Whether numba can be imported (found without importing it: a job's start-up matters)."""
-    import importlib.util
-
-    return importlib.util.find_spec("numba") is not None
 
 
 # YAML 1.2 floats: PyYAML follows YAML 1.1, where 1e6 and 1e-3 (no dot) are read as strings.

@@ -10,15 +10,21 @@ the Dataset).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .env import CHUNK, Action, MECEnv, seed_list
+from . import engine
+from .env import CHUNK, Action, MECEnv, Observation, seed_list
 from .params import ParamError, Params
-from .policies.base import PolicyContext, Transition
+from .policies.actor_critic import CriticDescentServer, CriticDescentWD
+from .policies.base import PolicyContext, ServerPolicy, Transition, WDPolicy
+from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
+from .policies.qlearning import Algorithm1, Algorithm2, OnlineQ
+from .policies.rules import EvenShare, FixedPower, FullSpeed, MinEnergy, RandomShare
 from .schemes import get_scheme
 
 log = logging.getLogger("mecmodel")
@@ -46,37 +52,12 @@ def _memory_limit() -> int:
 
 
 #: Per-block series of every run (see mecmodel.dataset.SERIES for units and meanings).
-SERIES = (
-    "cost",
-    "cost_server_queue",
-    "cost_server_energy",
-    "cost_wd_queue",
-    "cost_wd_energy",
-    "wd_queue_mean",
-    "wd_queue_max",
-    "server_queue",
-    "energy_local",
-    "energy_offload",
-    "energy_server",
-    "tx_power_mean",
-    "offloaded_fraction",
-    "server_rate_mean",
-    "alg1_td_error",
-    "alg1_rel_change",
-    "alg2_td_error",
-    "alg2_rel_change",
-)
-DEVICE = ("wd_queue_k", "tx_power_k", "local_rate_k", "offloaded_k")
+SERIES = engine.SERIES
+DEVICE = engine.DEVICE
 #: What Policy.update may return (per-seed diagnostics) and Policy.summary may name.
 LEARNER_SERIES = ("alg1_td_error", "alg1_rel_change", "alg2_td_error", "alg2_rel_change")
 LEARNERS = ("alg1", "alg2")
 SUMMARY = ("converged_fraction", "converged_block_median", "converged_block_max", "diverged_block")
-
-
-def _fold(acc: np.ndarray, rows: np.ndarray) -> None:
-    """acc += rows[0]; acc += rows[1]; ... in one call (a left fold, so the same bits)."""
-    if len(rows):
-        acc[...] = np.add.accumulate(np.concatenate([acc[None], rows]), axis=0)[-1]
 
 
 def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bool = False) -> list[int]:
@@ -94,6 +75,54 @@ def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bo
     return seeds
 
 
+def compiled_plan(wd: WDPolicy, server: ServerPolicy, P: Params) -> tuple | None:
+    """How :func:`mecmodel.engine.run_blocks` runs this pair of policies: (wd code, wd parameters,
+    server code, server parameters), or None if either is not a built-in the engine knows (a
+    subclass is not: it may override anything), and the Python loop runs them."""
+    wd_type, srv_type = type(wd), type(server)
+    if wd_type is FixedPower:
+        wd_plan = (engine.WD_FIXED, (float(wd.fraction), 0.0, 0.0, 0.0))
+    elif wd_type is EvenShare:
+        wd_plan = (engine.WD_SHARE, (float(P.even_fraction), 0.0, 0.0, 0.0))
+    elif wd_type is RandomShare:
+        wd_plan = (engine.WD_RANDOM, (0.0, 0.0, 0.0, 0.0))
+    elif wd_type in (Algorithm1, CriticDescentWD):
+        wd_plan = (engine.WD_ALG1, (0.0, 0.0, 0.0, 0.0))
+    elif wd_type is MyopicWD:
+        wd_plan = (engine.WD_MYOPIC, (0.0, float(wd.grid), 0.0, float(wd.reading == "start")))
+    elif wd_type is DriftPlusPenaltyWD:
+        wd_plan = (engine.WD_DPP, (0.0, float(wd.grid), float(wd.V), 0.0))
+    else:
+        return None
+    if srv_type is FullSpeed:
+        srv_plan = (engine.SRV_FULL, (0.0,))
+    elif srv_type is MinEnergy:
+        srv_plan = (engine.SRV_RATE, (math.inf,))
+    elif srv_type is MyopicServer:
+        srv_plan = (engine.SRV_RATE, (float(server.best_rate()),))
+    elif srv_type in (Algorithm2, CriticDescentServer):
+        srv_plan = (engine.SRV_ALG2, (0.0,))
+    elif srv_type is DriftPlusPenaltyServer:
+        srv_plan = (engine.SRV_DPP, (float(server.V),))
+    else:
+        return None
+    return wd_plan[0], np.array(wd_plan[1]), srv_plan[0], np.array(srv_plan[1])
+
+
+def _no_learner() -> tuple:
+    """Empty learner arrays, of the types run_blocks expects, for a scheme without that learner."""
+    z3, z2, z1 = np.zeros((0, 1, 1)), np.zeros((0, 1)), np.zeros(0, dtype=np.int64)
+    return (z3, z3, z2, z2, z2, z1, z1, z1, np.zeros(0, dtype=np.bool_))
+
+
+def _learner(policy) -> tuple:
+    """(hyperparameters, flat arrays) of a policy's OnlineQ, or placeholders."""
+    agent = getattr(policy, "agent", None)
+    if isinstance(agent, OnlineQ):
+        return agent.hyper(), agent.flat()
+    return (0.0, 1.0, 1.0, 0.0, False, 0.0, 1, False, 0.0, False), _no_learner()
+
+
 def simulate_arrays(
     P: Params,
     scheme: str,
@@ -102,13 +131,18 @@ def simulate_arrays(
     per_device: bool = False,
     progress: bool = False,
     scheme_params: Mapping[str, Any] | None = None,
+    python_loop: bool = False,
 ) -> dict:
     """Run the model and return plain arrays (see :func:`mecmodel.simulate` for the Dataset).
 
-    ``scheme_params`` sets parameters the scheme declares (``Scheme.params``, e.g. dpp's V)."""
+    ``scheme_params`` sets parameters the scheme declares (``Scheme.params``, e.g. dpp's V).
+    Built-in schemes run whole chunks of blocks in the compiled engine
+    (:func:`mecmodel.engine.run_blocks`); other policies run block by block through their
+    ``act``/``update`` methods around the compiled step. ``python_loop`` forces the latter (the
+    same bits for a built-in scheme: ``tests/test_engine.py``)."""
     sch = get_scheme(scheme)
     seeds = check_run(P, seeds, blocks, per_device)
-    S, K, n, W, tau = len(seeds), P.K, P.n_slots, P.task_cycles, P.tau
+    S, K = len(seeds), P.K
 
     env = MECEnv(P, seeds)
     obs = env.reset()
@@ -117,129 +151,102 @@ def simulate_arrays(
     wd, server = sch.policies(scheme_params)
     wd.reset(ctx, obs)
     server.reset(ctx, obs)
-    gammas = P.gamma ** np.arange(blocks, dtype=float)
 
-    rec = {k: np.full((S, blocks), np.nan) for k in SERIES}
-    dev = {k: np.zeros((S, blocks, K)) for k in DEVICE} if per_device else {}
-    work = {k: np.zeros(S) for k in ("arrived", "local", "server", "offloaded")}
+    rec = np.full((len(SERIES), S, blocks), np.nan)
+    dev = np.zeros((len(DEVICE), S, blocks if per_device else 0, K))
+    work = np.zeros((len(engine.WORK), S))
     # Long-run averages are taken over blocks >= start, the last average_fraction of the run.
     start = blocks - max(1, int(round(P.average_fraction * blocks)))
-    window = {k: np.zeros(S) for k in ("local", "offloaded")}
-
-    # Per-block values go into chunk buffers and are reduced a chunk at a time: one reduction per
-    # chunk instead of one per block, the same arithmetic on the same rows, so the same bits.
-    C = max(1, min(CHUNK, blocks, BUFFER_ROWS // (S * K)))
-    per_seed = np.empty((6, C, S))  # the four cost terms (8), q^ser, E^ser
-    per_wd = np.empty((7, C, S, K))  # q, E^wd, E^off, p, local, offloaded, arrivals
-    per_slot = np.empty((2, C, S, n))  # effective server rates, cycles served
-    # One view per buffered quantity: a block's row is then one integer index away.
-    b_sq, b_se, b_wq, b_we, b_qs, b_es = per_seed
-    b_q, b_el, b_eo, b_p, b_loc, b_off, b_arr = per_wd
-    b_fe, b_sv = per_slot
-
-    def flush(t1: int) -> None:
-        """Reduce the buffered blocks t0 .. t1 - 1 into the records."""
-        c = t1 - t0
-        sq, se, wq, we, qs, es = per_seed[:, :c]
-        q, e_loc, e_off, p_tx, local, off, arr = per_wd[:, :c]
-        rec["cost"][:, t0:t1] = (sq + se + wq + we).T  # CostTerms.total
-        rec["cost_server_queue"][:, t0:t1] = sq.T
-        rec["cost_server_energy"][:, t0:t1] = se.T
-        rec["cost_wd_queue"][:, t0:t1] = wq.T
-        rec["cost_wd_energy"][:, t0:t1] = we.T
-        # Means as sum / count: what ndarray.mean computes, bit for bit, without its overhead.
-        rec["wd_queue_mean"][:, t0:t1] = (q.sum(axis=-1) / K).T
-        rec["wd_queue_max"][:, t0:t1] = q.max(axis=-1).T
-        rec["server_queue"][:, t0:t1] = qs.T
-        rec["energy_local"][:, t0:t1] = e_loc.sum(axis=-1).T
-        rec["energy_offload"][:, t0:t1] = e_off.sum(axis=-1).T
-        rec["energy_server"][:, t0:t1] = es.T
-        rec["tx_power_mean"][:, t0:t1] = (p_tx.sum(axis=-1) / K).T
-        local_sum, off_sum = local.sum(axis=-1), off.sum(axis=-1)
-        done = local_sum + off_sum
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rec["offloaded_fraction"][:, t0:t1] = np.where(done > 0, off_sum / done, np.nan).T
-        rec["server_rate_mean"][:, t0:t1] = (b_fe[:c].sum(axis=-1) / n).T
-        # Block by block, in order (np.add.accumulate is a left fold): the same sums as adding each
-        # block's totals as it ends, whatever the chunk length.
-        _fold(work["arrived"], arr.sum(axis=-1) * W)
-        _fold(work["local"], local_sum)
-        _fold(work["server"], b_sv[:c].sum(axis=-1))
-        _fold(work["offloaded"], off_sum)
-        first = max(start - t0, 0)
-        _fold(window["local"], local_sum[first:])
-        _fold(window["offloaded"], off_sum[first:])
+    env.record_into(rec, dev, work, start)
 
     steps = range(blocks)
     if progress:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc=f"{scheme} K={K}", unit="block", leave=False)
-    t0 = 0
-    for t in steps:
-        action = Action(wd.act(obs), server.act(obs), wd.whole_task)
-        next_obs, terms, info = env.step(action)
-        svc, i = info.service, t - t0
-        b_sq[i], b_se[i], b_wq[i], b_we[i] = terms
-        b_qs[i] = obs.q_ser
-        b_es[i] = info.e_server
-        b_q[i] = obs.q
-        b_el[i] = info.e_local
-        b_eo[i] = info.e_offload
-        b_p[i] = info.p_tx
-        b_loc[i] = svc.local
-        b_off[i] = svc.offload
-        b_arr[i] = info.arrivals
-        b_fe[i] = info.f_eff
-        b_sv[i] = info.served
-        if per_device:
-            dev["wd_queue_k"][:, t] = obs.q
-            dev["tx_power_k"][:, t] = info.p_tx
-            dev["local_rate_k"][:, t] = svc.local / (n * tau)
-            dev["offloaded_k"][:, t] = svc.offload
-
-        # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
-        tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
-        for policy in (wd, server):
-            for name, value in policy.update(tr).items():
-                if name not in LEARNER_SERIES:
-                    raise ValueError(
-                        f"{type(policy).__name__}.update returned {name!r}; it may return {', '.join(LEARNER_SERIES)}"
-                    )
-                rec[name][:, t] = value
-        obs = next_obs
-        if i == C - 1:
-            flush(t + 1)
-            t0 = t + 1
-    if t0 < blocks:
-        flush(blocks)
+    plan = None if python_loop else compiled_plan(wd, server, P)
+    if plan is not None:
+        wd_code, wd_par, srv_code, srv_par = plan
+        hp1, l1 = _learner(wd)
+        hp2, l2 = _learner(server)
+        qscale = 1.0 / (P.task_cycles * P.queue_scale)
+        q, q_ser = np.array(obs.q), np.array(obs.q_ser)
+        draws = np.zeros((CHUNK, S, K))
+        rngs = ctx.rngs("policy") if wd_code == engine.WD_RANDOM else []
+        binary = bool(wd.whole_task)
+        for t0 in range(0, blocks, CHUNK):
+            t1 = min(t0 + CHUNK, blocks)
+            c = t0 // CHUNK
+            h0, b0 = env.exo._chunk(c)
+            h1, b1 = env.exo._chunk(c + 1)
+            h = np.concatenate([h0[: t1 - t0], h1[:1]]) if t1 - t0 == CHUNK else h0[: t1 - t0 + 1]
+            beta = np.concatenate([b0[: t1 - t0], b1[:1]]) if t1 - t0 == CHUNK else b0[: t1 - t0 + 1]
+            if rngs:  # RandomShare's draws: one (CHUNK, K) block per seed and chunk, as it draws them
+                draws = np.stack([g.random((CHUNK, K)) for g in rngs], axis=1)
+            engine.run_blocks(
+                t0, t1, h, beta, draws, q, q_ser, env.scalars, env.rule, binary, start, wd_code, wd_par,
+                srv_code, srv_par, qscale, P.gradient == "printed", hp1, l1, hp2, l2, rec, dev, work,
+            )  # fmt: skip
+            if progress:
+                steps.update(t1 - t0)
+        if progress:
+            steps.close()
+        h_end, beta_end = env.exo.at(blocks)
+        obs = Observation(blocks, q, h_end, beta_end, q_ser)
+    else:
+        for t in steps:
+            action = Action(wd.act(obs), server.act(obs), wd.whole_task)
+            next_obs, terms, info = env.step(action)
+            # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
+            tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
+            for policy in (wd, server):
+                for name, value in policy.update(tr).items():
+                    if name not in LEARNER_SERIES:
+                        raise ValueError(
+                            f"{type(policy).__name__}.update returned {name!r}; it may return {', '.join(LEARNER_SERIES)}"
+                        )
+                    rec[SERIES.index(name), :, t] = value
+            obs = next_obs
+    series = dict(zip(SERIES, rec, strict=True))
+    devices = dict(zip(DEVICE, dev, strict=True)) if per_device else {}
 
     # --- summaries per seed ---
+    # Every summary is a per-seed loop in a fixed order (mecmodel.engine): a seed's bits do not
+    # depend on the other seeds of the run.
+    W, tau, rec = P.task_cycles, P.tau, series
     rate = K * P.arrival_prob / tau  # tasks per second offered
-    in_system = (rec["wd_queue_mean"][:, start:] * K + rec["server_queue"][:, start:]) / W
-    energy_wd = (rec["energy_local"][:, start:] + rec["energy_offload"][:, start:]) / K
-    served = window["local"] + window["offloaded"]
+    sums = np.empty((2, S))
+    # (9a); where gamma^t underflowed to 0 the term is 0, even if that block's cost overflowed.
+    engine.summaries(rec["cost"], P.gamma ** np.arange(blocks, dtype=float), start, sums)
+    in_system = (rec["wd_queue_mean"] * K + rec["server_queue"]) / W
+    energy_wd = (rec["energy_local"] + rec["energy_offload"]) / K
+    served = work[4] + work[5]
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(served > 0, window["offloaded"] / served, np.nan)
+        share = np.where(served > 0, work[5] / served, np.nan)
     out = {
-        "series": rec,
-        "device": dev,
+        "series": series,
+        "device": devices,
         "seeds": seeds,
-        # (9a); where gamma^t underflowed to 0 the term is 0, even if that block's cost overflowed.
-        "discounted_cost": np.where(gammas > 0, rec["cost"] * gammas, 0.0).sum(axis=1),
-        "average_cost": rec["cost"][:, start:].mean(axis=1),
-        "latency": in_system.mean(axis=1) / rate,
+        "discounted_cost": sums[0],
+        "average_cost": sums[1],
+        "latency": engine.window_mean(in_system, start) / rate,
         "average_from": start,
         # What MEC papers report, over the same window (mecmodel.dataset.METRICS; docs/model.md, note L).
         "metrics": {
-            "mean_queue_wd": rec["wd_queue_mean"][:, start:].mean(axis=1) / W,
-            "mean_queue_server": rec["server_queue"][:, start:].mean(axis=1) / W,
-            "mean_energy_wd": energy_wd.mean(axis=1),
-            "mean_energy_server": rec["energy_server"][:, start:].mean(axis=1),
-            "mean_energy": (energy_wd * K + rec["energy_server"][:, start:]).mean(axis=1),
+            "mean_queue_wd": engine.window_mean(rec["wd_queue_mean"], start) / W,
+            "mean_queue_server": engine.window_mean(rec["server_queue"], start) / W,
+            "mean_energy_wd": engine.window_mean(energy_wd, start),
+            "mean_energy_server": engine.window_mean(rec["energy_server"], start),
+            "mean_energy": engine.window_mean(energy_wd * K + rec["energy_server"], start),
             "offloaded_share": share,
         },
-        "work": {**work, "queued": obs.q.sum(axis=1) + obs.q_ser},
+        "work": {
+            "arrived": work[0],
+            "local": work[1],
+            "server": work[2],
+            "offloaded": work[3],
+            "queued": obs.q.sum(axis=1) + obs.q_ser,  # integer cycles: exact in any order
+        },  # fmt: skip
         "mean_gain": env.mean_gain,
         "distance": env.distance,
         "agents": {**server.summary(), **wd.summary()},

@@ -1,13 +1,14 @@
 """The sweep's logic in one importable home; the Snakemake rules only call it.
 
 * the grid axes (:data:`AXES`, declared once) and the canonical spelling of their values;
-* the run-path template (:data:`RUN`): every run file, log, benchmark, regex and glob derives
-  from it;
+* the run-path template (:data:`RUN`): every run file, regex and glob derives from it;
 * config layers (``extends``: a scenario on top of another config, with its own experiment-name
   prefix) and the checks Snakemake's loader lacks (repeated keys, YTE templates);
 * experiment resolution (:class:`Sweep`): inherited settings, scheme selectors, every point's
   parameters checked, models, run paths;
-* each job's command-line arguments, memory and runtime estimates, and caption parameters.
+* each run resolved once into the record its job reads (:attr:`Sweep.run_specs`), the runs
+  batched into simulation jobs (:meth:`Sweep.batches`) with their memory and runtime
+  estimates, and the caption parameters.
 
 Errors are :class:`mecmodel.params.ParamError` with one line that starts with ``config`` (or
 ``results``) and names the field; the workflow turns them into Snakemake's WorkflowError.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import difflib
+import hashlib
 import itertools
 import json
 import math
@@ -46,8 +48,6 @@ RUN = (
     + "/{extra}{scheme}/s{seeds}-b{blocks}"
 )
 RUN_FILE = f"results/runs/{RUN}.nc"
-RUN_LOG = f"results/logs/simulate/{RUN}.log"
-RUN_BENCHMARK = f"results/benchmarks/simulate/{RUN}.tsv"
 #: Folders the rules write into; each must be a directory where it exists.
 RESULT_DIRS = ("results", "results/runs", "results/figures", "results/logs", "results/benchmarks")
 
@@ -449,6 +449,16 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
     return Sweep(config)
 
 
+#: Simulation jobs: about this many runs each on average, and at most this much estimated work
+#: (seeds x blocks x (K + 20) summed over its runs, about a microsecond each); see Sweep.batches.
+BATCH_RUNS = 16
+BATCH_WORK = 30_000_000
+
+
+def _run_work(spec: Mapping[str, Any]) -> int:
+    return int(spec["seeds"]) * int(spec["blocks"]) * (int(spec["overrides"]["K"]) + 20)
+
+
 class Sweep:
     """A validated config resolved into experiments, models and run paths.
 
@@ -473,6 +483,8 @@ class Sweep:
                 self.plugin[name] = (spec, schemes.module_digest(spec) + (f"+{version}" if version else ""))
         self.experiments: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
+        #: run path -> the run, resolved once: what ``mecmodel simulate-batch`` reads (:meth:`batches`)
+        self.run_specs: dict[str, dict] = {}
         for name, exp in config["experiments"].items():
             self.experiments[name] = self._resolve(f"config: experiments.{name}", name, exp, config)
 
@@ -521,7 +533,21 @@ class Sweep:
                 own = [p for p in scheme_axes if p in declared]
                 for values in itertools.product(*(scheme_axes[p] for p in own)):
                     mine = {p: v for p, v in zip(own, values, strict=True) if v != declared[p].default}
-                    runs.append(run_path(model, {**base, **mine, "scheme": scheme}, seeds, blocks))
+                    path = run_path(model, {**base, **mine, "scheme": scheme}, seeds, blocks)
+                    runs.append(path)
+                    self.run_specs.setdefault(
+                        path,
+                        {
+                            "output": path,
+                            "preset": preset,
+                            "overrides": {**self.models[model]["overrides"], **base},
+                            "scheme": scheme,
+                            "scheme_params": mine,
+                            "sweep": sorted(k for k in {**base, **mine} if k not in AXES),
+                            "seeds": seeds,
+                            "blocks": blocks,
+                        },
+                    )
         sweep_axes = {**model_axes, **scheme_axes}
         figure = exp.get("figure", "generic")
         varying = [a for a in (*AXES, *sorted(sweep_axes)) if len({**grid, **sweep_axes}[a]) > 1]
@@ -568,6 +594,62 @@ class Sweep:
     def all_runs(self) -> list[str]:
         return sorted({run for exp in self.experiments.values() for run in exp["runs"]})
 
+    def batch_of(self, run: str) -> dict:
+        """The batch (:meth:`batches`) that makes run file ``run``."""
+        return next(b for b in self.batches() if run in b["runs"])
+
+    def batches(self) -> list[dict]:
+        """The simulation jobs: each a batch of runs of one model and scheme, run in one process.
+
+        A process's start-up (about half a second: Python, numpy, numba and the compiled kernels)
+        is then paid once for many runs. A model's runs of one scheme, ordered by K and path, are
+        cut into batches where a run's path hashes to 0 modulo :data:`BATCH_RUNS` (content-defined
+        chunking: adding or removing a point changes the batch it falls in, and no other), or
+        where a batch would exceed :data:`BATCH_WORK` units of estimated work (seeds x blocks x
+        (K + 20)). A killed job reruns at most its batch."""
+        groups: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        for path in sorted(self.run_specs):
+            groups[(path.split("/")[2], self.run_specs[path]["scheme"])].append(path)
+        out = []
+        for (model, scheme), paths in sorted(groups.items()):
+            paths.sort(key=lambda p: (self.run_specs[p]["overrides"]["K"], p))
+            chunk: list[str] = []
+            work = 0
+            for path in paths:
+                w = _run_work(self.run_specs[path])
+                if chunk and work + w > BATCH_WORK:
+                    out.append(self._batch(model, scheme, chunk))
+                    chunk, work = [], 0
+                chunk.append(path)
+                work += w
+                if int(hashlib.sha256(path.encode()).hexdigest()[:8], 16) % BATCH_RUNS == 0:
+                    out.append(self._batch(model, scheme, chunk))
+                    chunk, work = [], 0
+            if chunk:
+                out.append(self._batch(model, scheme, chunk))
+        return out
+
+    def _batch(self, model: str, scheme: str, runs: list[str]) -> dict:
+        from .simulation import memory_estimate
+
+        bid = hashlib.sha256("\n".join(runs).encode()).hexdigest()[:10]
+        specs = [self.run_specs[r] for r in runs]
+        need = max(
+            memory_estimate(make_params(s["preset"], s["overrides"]), s["seeds"], s["blocks"], False) for s in specs
+        )
+        return {
+            "id": bid,
+            "scheme": scheme,
+            "name": f"{model}/{scheme}-{bid}",
+            "runs": runs,
+            "json": json.dumps(specs, sort_keys=True, separators=(",", ":")),
+            "modules": self.module_args(scheme),
+            "version": self.code_version(scheme),
+            "mem_mb": 300 + math.ceil(3 * need / 2**20),
+            # ten times a 2-core laptop's ~0.1 us per unit of work, at least 5 minutes
+            "runtime": max(5, math.ceil(10 * 1e-7 * sum(_run_work(s) for s in specs) / 60)),
+        }
+
     def wildcard_constraints(self) -> dict[str, str]:
         return {**FIELD_PATTERNS, "experiment": "|".join(re.escape(n) for n in self.experiments) or "$^"}
 
@@ -579,60 +661,13 @@ class Sweep:
             specs = self.scheme_modules
         return " ".join(f"--scheme-module {shlex.quote(m)}" for m in specs)
 
-    def simulate_args(self, wildcards) -> str:
-        """``mecmodel simulate`` arguments of a run, after checking its path is one this sweep makes."""
-        if wildcards.model not in self.models:
-            raise ParamError(
-                f"model {wildcards.model!r} is not used by any experiment of the config "
-                f"(known: {', '.join(sorted(self.models))})"
-            )
-        for axis in AXES:
-            text = getattr(wildcards, axis)
-            if _spell(axis, text) != text:
-                raise ParamError(
-                    f"{axis}: run paths spell numbers canonically, {_spell(axis, text)!r} rather than {text!r}"
-                )
-        extra = parse_extra(wildcards.extra)
-        if spell_extra(extra) != wildcards.extra:
-            raise ParamError(
-                f"extra: run paths spell swept parameters canonically, {spell_extra(extra)!r} rather than {wildcards.extra!r}"
-            )
-        # YAML scalars: "1e-05" would read back as text, "1.0e-05" as the number.
-        point = " ".join(
-            f"--set {axis}={getattr(wildcards, axis) if axis in INTEGER_AXES else yaml_scalar(float(getattr(wildcards, axis)))}"
-            for axis in AXES
-        )
-        point += "".join(f" --sweep {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in extra.items())
-        return (
-            f"{self.models[wildcards.model]['args']} {point} --scheme {wildcards.scheme}"
-            f" --seeds {wildcards.seeds} --blocks {wildcards.blocks} {self.module_args(wildcards.scheme)}"
-        ).strip()
-
-    def code_version(self, wildcards) -> str:
-        """mecmodel's version, and for a scheme from a scheme module the hash of its source."""
+    def code_version(self, scheme) -> str:
+        """mecmodel's version, and for a scheme from a scheme module the hash of its source
+        (``scheme``: a name, or wildcards with one)."""
         from . import __version__
 
-        return f"{__version__}+{self.plugin[wildcards.scheme][1]}" if wildcards.scheme in self.plugin else __version__
-
-    def _params(self, wildcards):
-        model = self.models[wildcards.model]
-        from .params import FIELD_BY_NAME
-
-        extra = {k: v for k, v in parse_extra(wildcards.extra).items() if k in FIELD_BY_NAME}
-        return make_params(model["preset"], {**model["overrides"], **extra, "K": int(wildcards.K)})
-
-    def simulate_mem_mb(self, wildcards) -> int:
-        """Peak memory of one run: the simulator's own estimate, tripled for the Dataset copy."""
-        from .simulation import memory_estimate
-
-        need = memory_estimate(self._params(wildcards), int(wildcards.seeds), int(wildcards.blocks), False)
-        return 300 + math.ceil(3 * need / 2**20)
-
-    @staticmethod
-    def simulate_runtime(wildcards) -> int:
-        """Wall-time request in minutes: ten times a 2-core laptop's ~1 us per WD, seed and block."""
-        work = int(wildcards.seeds) * int(wildcards.blocks) * (int(wildcards.K) + 20)
-        return max(5, math.ceil(10 * 1e-6 * work / 60))
+        scheme = getattr(scheme, "scheme", scheme)
+        return f"{__version__}+{self.plugin[scheme][1]}" if scheme in self.plugin else __version__
 
     def experiment_runs(self, wildcards) -> list[str]:
         return self.experiments[wildcards.experiment]["runs"]

@@ -126,7 +126,8 @@ def output(proc: subprocess.CompletedProcess) -> str:
 
 
 def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Jobs per rule from the 'Job stats' table of a (dry) run; {} when nothing is to be done."""
+    """Jobs per rule from the 'Job stats' table of a (dry) run; {} when nothing is to be done.
+    The simulation batches' rules (``simulate_<scheme>_<id>``, one per batch) count as ``simulate``."""
     text = output(proc)
     if "Nothing to be done" in text:
         return {}
@@ -136,9 +137,24 @@ def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
         m = re.fullmatch(r"\s*(\w+)\s+(\d+)\s*", line)
         if not m:
             break
-        counts[m.group(1)] = int(m.group(2))
+        name = "simulate" if m.group(1).startswith("simulate_") else m.group(1)
+        counts[name] = counts.get(name, 0) + int(m.group(2))
     assert counts.pop("total") == sum(counts.values())
     return counts
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> list[tuple[str, list[str]]]:
+    """(rule, outputs) of every job of a (dry) run's plan; a simulation batch's rule counts as ``simulate``."""
+    jobs = []
+    for m in re.finditer(r"^\s*rule (\w+):\n\s+(?:input: .*\n\s+)?output: (.+)$", output(proc), flags=re.M):
+        rule = "simulate" if m.group(1).startswith("simulate_") else m.group(1)
+        jobs.append((rule, m.group(2).split(", ")))
+    return jobs
+
+
+def planned_outputs(proc: subprocess.CompletedProcess) -> set[str]:
+    """Every output file of a (dry) run's plan."""
+    return {path for _, outputs in planned_jobs(proc) for path in outputs}
 
 
 def load_config(path: Path) -> dict:

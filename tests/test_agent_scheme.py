@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import types
 
 import numpy as np
 import pytest
@@ -73,16 +72,13 @@ def test_agent_runs_as_a_scheme_and_is_versioned_by_its_weights(agent_files):
     }
     sw = sweep.Sweep(cfg)
     assert sw.experiments["e"]["scheme"][-1] == "linear_agent"
-    (model,) = sw.models
-    wc = types.SimpleNamespace(
-        model=model, K="2", arrival_prob="0.4", gamma="0.9", scheme="linear_agent", seeds="2", blocks="10", extra=""
-    )
-    assert "agent_scheme.py" in sw.simulate_args(wc)
-    before = sw.code_version(wc)
+    (batch,) = [b for b in sw.batches() if b["scheme"] == "linear_agent"]
+    assert "agent_scheme.py" in batch["modules"]
+    before = sw.code_version("linear_agent")
     np.save(agent_files / "weights.npy", np.array([0.6, 0.3]))
     for name in [m for m in sys.modules if m.startswith("mecmodel_scheme_")]:
         del sys.modules[name]
-    assert sweep.Sweep(cfg).code_version(wc) != before
+    assert sweep.Sweep(cfg).code_version("linear_agent") != before
 
 
 def test_agent_run_file_records_the_weights(agent_files):

@@ -56,8 +56,8 @@ def test_a_model_parameter_is_an_axis_from_the_config_alone():
     )
     config = {"seeds": 2, "blocks": 10, "experiments": {"e": {**BASE, "scheme": ["even"], "f_ser_max": [1.0e9]}}}
     s = sweep.Sweep(config)
-    args = s.simulate_args(wildcards(s.experiments["e"]["runs"][0]))
-    assert "--sweep f_ser_max=1000000000.0" in args and "--set K=2" in args
+    spec = s.run_specs[s.experiments["e"]["runs"][0]]
+    assert spec["sweep"] == ["f_ser_max"] and spec["overrides"]["f_ser_max"] == 1.0e9 and spec["overrides"]["K"] == 2
 
 
 def test_a_scheme_parameter_is_an_axis_and_other_schemes_run_once():

@@ -158,16 +158,3 @@ def test_cli_writes_a_run(tmp_path: Path) -> None:
     with xr.open_dataset(tmp_path / "run.nc") as ds:
         assert ds.sizes["seed"] == 2 and ds.sizes["block"] == 4 and ds.scheme.item() == "even"
         assert ds.seed.values.tolist() == [0, 5]
-
-
-def test_engine_numba_without_numba_is_one_clear_error(monkeypatch):
-    """The compiled engine without its extra: refused when the parameters are made (a sweep at
-    parse time, a CLI call before any work), with the fix in the message."""
-    from mecmodel import params
-
-    monkeypatch.setattr(params, "_has_numba", lambda: False)
-    with pytest.raises(
-        ParamError, match=r"^engine: 'numba' needs numba; install it with pip install 'mecmodel\[fast\]'"
-    ):
-        make_params("default", {"engine": "numba"})
-    make_params("default", {"engine": "numpy"})  # the default engine needs nothing more

@@ -96,7 +96,12 @@ def _job_running(work: Path, since: float, rule: str, output_of: Callable[[Path,
 
 
 def _simulating(work: Path, since: float) -> bool:
-    return _job_running(work, since, "simulate", lambda w, rel: w / "results" / "runs" / rel.with_suffix(".nc"))
+    """A simulation batch started since ``since`` (its log was created) and has not ended (its log
+    lacks the closing line that ``mecmodel simulate-batch`` writes)."""
+    logs = work / "results" / "logs" / "simulate"
+    if not logs.is_dir():
+        return False
+    return any(_fresh(log, since) and "runs done in" not in log.read_text() for log in logs.rglob("*.log"))
 
 
 def _writing(work: Path, since: float, folder: str, glob: str = ".*.part") -> bool:
@@ -355,7 +360,7 @@ def test_divergence_reaches_the_aggregate_the_log_and_the_figure(tmp_path: Path)
     assert flags.sel(scheme="local").values.tolist() == [0, 0, 0]
     blocks = agg["alg1_diverged_block"].sel(scheme="proposed").squeeze().values.tolist()
     model = f"default-{make_params('default', {'alpha0': 10.0}).model_hash()}"
-    log = work / "results" / "logs" / "simulate" / model / "K3" / "lam0.4" / "gamma0.9" / "proposed" / "s3-b40.log"
+    (log,) = (work / "results" / "logs" / "simulate" / model).glob("proposed-*.log")  # its batch's log
     for seed, b in enumerate(blocks):
         assert f"alg1 diverged in seed {seed} at block {b}" in log.read_text()
     fig = plots.build_figure("cost_vs_block", agg)
@@ -461,11 +466,15 @@ def test_full_disk_fails_clearly_without_partial_files_and_the_rerun_completes(t
     cfg = tiny_config(tmp_path, blocks=2000)
     work = tmp_path / "w"
     work.mkdir()
+    # The engine's kernels compiled and cached first (on a cold cache their cache files would be the
+    # first thing the limit stops, an error that names no run): the run file is what must fail here.
+    warm = [sys.executable, "-m", "mecmodel", "simulate", "--K", "2", "--seeds", "1", "--blocks", "2"]
+    subprocess.run([*warm, "--scheme", "proposed", "-o", str(tmp_path / "warm.nc")], check=True)
     proc = snakemake(work, configfile=cfg, cores=1, preexec_fn=_file_size_limit(FULL))
     assert proc.returncode != 0
     run = work / run_path(MODEL, {"K": 2, "arrival_prob": 0.4, "gamma": 0.9, "scheme": "proposed"}, 2, 2000)
     message = f"mecmodel: error: output: cannot write {run.relative_to(work)}: the NetCDF library could not write"
-    log = work / "results" / "logs" / "simulate" / run.relative_to(work / "results" / "runs").with_suffix(".log")
+    (log,) = (work / "results" / "logs" / "simulate" / MODEL).glob("proposed-*.log")  # its batch's log
     assert log.read_text().splitlines() == [log.read_text().strip()] and log.read_text().startswith(message)
     assert message in output(proc)  # Snakemake shows the failed job's log
     assert final_files(work) == {} and temporaries(work) == []

@@ -13,16 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mecmodel
-from mecmodel import channel, env, queues, simulation
+from mecmodel import env, queues, simulation
 from mecmodel.params import FIELDS, make_params
 from mecmodel.sweep import POINT_DIMS
-
-try:
-    import numba  # noqa: F401
-
-    ENGINES = ["numpy", "numba"]
-except ImportError:  # the compiled engine is an extra (mecmodel[fast])
-    ENGINES = ["numpy"]
 
 SCHEMES = mecmodel.schemes.select("all")  # the exact solvers (K <= 2) have tests of their own: test_optimum.py
 LEARNING_WDS = {"proposed", "binary", "proposed_q"}
@@ -89,7 +82,6 @@ def _config(draw) -> dict:
         "p_init": draw(st.floats(0.0, 1.0)),
         "f_ser_init": draw(st.floats(0.0, 1.0)),
         "freeze_on_convergence": draw(st.booleans()),
-        "engine": draw(st.sampled_from(ENGINES)),
     }
 
 
@@ -99,21 +91,24 @@ def _config(draw) -> dict:
     scheme=st.sampled_from(SCHEMES),
     blocks=st.integers(1, 40),
     seeds=st.lists(st.integers(0, 10**6), min_size=1, max_size=3, unique=True),
+    python_loop=st.booleans(),
 )
-def test_work_conservation_and_bounds(over: dict, scheme: str, blocks: int, seeds: list[int]) -> None:
+def test_work_conservation_and_bounds(
+    over: dict, scheme: str, blocks: int, seeds: list[int], python_loop: bool
+) -> None:
     P = make_params("default", over)
     served = []
-    orig = queues.server_service
+    orig = env.MECEnv.step
 
-    def spy(q_ser, f_ser, tau):
-        out = orig(q_ser, f_ser, tau)
-        served.append((np.array(f_ser), out[1]))
+    def spy(self, action):
+        out = orig(self, action)
+        served.append((np.array(out[2].action.f_ser), np.array(out[2].f_eff)))
         return out
 
     with pytest.MonkeyPatch.context() as mp, np.errstate(over="ignore"):
         # expm1 overflows to inf (as it should) where a share of a task needs more than any power: capped at p_max
-        mp.setattr(queues, "server_service", spy)
-        out = simulation.simulate_arrays(P, scheme, seeds, blocks, per_device=True)
+        mp.setattr(env.MECEnv, "step", spy)
+        out = simulation.simulate_arrays(P, scheme, seeds, blocks, per_device=True, python_loop=python_loop)
     W, S, K = P.task_cycles, len(seeds), P.K
     work, dev, rec = out["work"], out["device"], out["series"]
 
@@ -139,9 +134,9 @@ def test_work_conservation_and_bounds(over: dict, scheme: str, blocks: int, seed
     assert np.all((p >= 0) & (p <= P.p_max * (1 + 1e-12)))
     f_loc = dev["local_rate_k"]
     assert np.all((f_loc >= 0) & (f_loc <= P.f_wd_max * (1 + 1e-12)))
-    # server slot rates: commanded in [0, f_ser_max] (9d), effective <= commanded (the numpy
-    # engine's step calls queues.server_service; the compiled one has it inside its kernel)
-    assert len(served) == (blocks if P.engine == "numpy" else 0)
+    # server slot rates: applied in [0, f_ser_max] (9d), effective <= applied (seen where the Python
+    # loop steps the environment; a built-in scheme's compiled loop has the step inside its kernel)
+    assert len(served) == (blocks if python_loop else 0)
     for f_cmd, f_eff in served:
         assert np.all((f_cmd >= 0) & (f_cmd <= P.f_ser_max))
         assert np.all(f_eff >= 0) and np.all(f_eff <= f_cmd + 1e-12 * f_cmd.sum(axis=-1, keepdims=True))
@@ -206,21 +201,18 @@ def test_different_seeds_differ() -> None:
 def _record_exogenous(scheme: str, seeds: list[int], K: int, blocks: int) -> dict:
     """Channel gains and arrivals each scheme's simulator sees, block by block."""
     h_seen, arr_seen = [], []
-    orig_bits, orig_next = channel.bits_per_slot, queues.wd_queue_next
+    orig = env.MECEnv.step
 
-    def bits(h, p, *a):
-        if np.ndim(h) == 2:  # the environment's call; a one-block rule also evaluates candidate powers
-            h_seen.append(np.array(h))
-        return orig_bits(h, p, *a)
-
-    def nxt(q, service, arrivals, W):
-        arr_seen.append(np.array(arrivals))
-        return orig_next(q, service, arrivals, W)
+    def step(self, action):
+        h_seen.append(np.array(self.obs.h))
+        out = orig(self, action)
+        arr_seen.append(np.array(out[2].arrivals))
+        return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(channel, "bits_per_slot", bits)
-        mp.setattr(queues, "wd_queue_next", nxt)
-        out = simulation.simulate_arrays(make_params("default", {"K": K}), scheme, seeds, blocks)
+        mp.setattr(env.MECEnv, "step", step)
+        P = make_params("default", {"K": K})
+        out = simulation.simulate_arrays(P, scheme, seeds, blocks, python_loop=True)
     return {
         "h": np.array(h_seen),
         "arrivals": np.array(arr_seen),

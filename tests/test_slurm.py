@@ -26,6 +26,7 @@ import pytest
 import xarray as xr
 import yaml
 
+from mecmodel import sweep as mecsweep
 from mecmodel.results import find_runs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -139,7 +140,9 @@ def test_every_simulation_ran_inside_a_slurm_job(slurm_run, cluster):
     job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
     runs = run_files(work)
     group = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())["group-components"]["simulate"]
-    assert len(job_ids) == len(set(job_ids)) == math.ceil(len(runs) / group)
+    batches = mecsweep.Sweep(yaml.safe_load(SMOKE.read_text())).batches()  # the simulation jobs
+    assert len(batches) < len(runs)
+    assert len(job_ids) == len(set(job_ids)) == math.ceil(len(batches) / group)
     # slurmctld itself saw each of them finish with exit code 0.
     ctld_log = (cluster / "log" / "slurmctld.log").read_text()
     for job_id in job_ids:
@@ -149,6 +152,7 @@ def test_every_simulation_ran_inside_a_slurm_job(slurm_run, cluster):
     logs = {job_id: list((work / ".snakemake" / "slurm_logs").rglob(f"{job_id}.log")) for job_id in job_ids}
     assert all(len(found) == 1 for found in logs.values()), logs
     job_text = "\n".join(found[0].read_text() for found in logs.values())
-    assert set(re.findall(r"^\s*rule (\w+):", job_text, flags=re.M)) == {"simulate"}
-    outputs = set(re.findall(r"^\s*output: (\S+)$", job_text, flags=re.M))
+    rules = set(re.findall(r"^\s*rule (\w+):", job_text, flags=re.M))
+    assert rules == {f"simulate_{b['scheme']}_{b['id']}" for b in batches}
+    outputs = {p for line in re.findall(r"^\s*output: (.+)$", job_text, flags=re.M) for p in line.split(", ")}
     assert outputs == set(runs)

@@ -3,7 +3,7 @@ layers, experiment resolution, job arguments and estimates. No Snakemake run her
 
 from __future__ import annotations
 
-import shlex
+import json
 import sys
 import types
 from pathlib import Path
@@ -32,8 +32,6 @@ def tiny(**exp) -> dict:
 def test_every_path_derives_from_one_template():
     rel = sweep.RUN
     assert sweep.RUN_FILE == f"results/runs/{rel}.nc"
-    assert sweep.RUN_LOG == f"results/logs/simulate/{rel}.log"
-    assert sweep.RUN_BENCHMARK == f"results/benchmarks/simulate/{rel}.tsv"
     for axis in sweep.AXES:
         assert f"{{{axis}}}" in rel
     point = {"K": 7, "arrival_prob": 0.40, "gamma": 9e-1, "scheme": "even"}
@@ -159,29 +157,50 @@ def test_selectors_expand_from_the_registry():
     assert sweep.Sweep(tiny(scheme="references")).experiments["e"]["scheme"] == schemes.select("references")
 
 
-def test_simulate_args_build_the_run_and_refuse_other_paths():
+def test_each_run_is_resolved_once_into_the_record_its_job_reads():
     s = sweep.Sweep(tiny(gamma=[1e-5], overrides={"w3": 1e-8}))
     (model,) = s.models
-    wc = wildcards(model=model, K="3", arrival_prob="0.4", gamma="1e-05", scheme="even", seeds="2", blocks="10")
-    args = shlex.split(s.simulate_args(wc))
-    assert args[:2] == ["--preset", "default"]
-    sets = dict(a.split("=", 1) for a in args[args.index("--set") :: 1] if "=" in a)
-    assert sets == {"w3": "1.0e-08", "K": "3", "arrival_prob": "0.4", "gamma": "1.0e-05"}
-    assert yaml.safe_load(sets["gamma"]) == 1e-5  # read back as a number, not as text
-    with pytest.raises(ParamError, match="arrival_prob: run paths spell numbers canonically, '0.4' rather than '0.40'"):
-        s.simulate_args(wildcards(**{**vars(wc), "arrival_prob": "0.40"}))
-    with pytest.raises(ParamError, match="is not used by any experiment"):
-        s.simulate_args(wildcards(**{**vars(wc), "model": "default-000000000000"}))
+    run = f"results/runs/{model}/K3/lam0.4/gamma1e-05/even/s2-b10.nc"
+    assert s.run_specs[run] == {
+        "output": run,
+        "preset": "default",
+        "overrides": {"w3": 1e-8, "K": 3, "arrival_prob": 0.4, "gamma": 1e-5},
+        "scheme": "even",
+        "scheme_params": {},
+        "sweep": [],
+        "seeds": 2,
+        "blocks": 10,
+    }
+    assert sorted(s.run_specs) == s.all_runs()
+    batch = s.batch_of(run)
+    assert json.loads(batch["json"]) == [s.run_specs[r] for r in batch["runs"]]
+
+
+def test_batches_cover_every_run_once_by_model_and_scheme():
+    s = sweep.Sweep(tiny(K=[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], scheme=["even", "local", "dpp"], V=[1, 3, 10]))
+    batches = s.batches()
+    runs = [r for b in batches for r in b["runs"]]
+    assert sorted(runs) == s.all_runs() and len(runs) == len(set(runs))
+    for b in batches:
+        assert {s.run_specs[r]["scheme"] for r in b["runs"]} == {b["scheme"]}
+        assert b["id"] in b["name"] and b["name"].startswith(s.run_specs[b["runs"][0]]["output"].split("/")[2])
+    assert len(batches) < len(runs) / 3  # most runs share a process
+    # content-defined: a new point changes the batch it falls into and no other
+    bigger = sweep.Sweep(
+        tiny(K=[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], scheme=["even", "local", "dpp"], V=[1, 3, 10])
+    )
+    new = set(bigger.all_runs()) - set(s.all_runs())
+    changed = [b for b in bigger.batches() if b["id"] not in {c["id"] for c in batches}]
+    assert changed and all(set(b["runs"]) & new for b in changed)
+    assert len(changed) <= len({bigger.run_specs[r]["scheme"] for r in new})
 
 
 def test_estimates_grow_with_the_run():
-    s = sweep.Sweep(tiny())
-    (model,) = s.models
-    small = wildcards(model=model, K="2", seeds="2", blocks="10")
-    big = wildcards(model=model, K="2000", seeds="20", blocks="100000")
-    assert s.simulate_mem_mb(small) < s.simulate_mem_mb(big)
-    assert sweep.Sweep.simulate_runtime(small) == 5 < sweep.Sweep.simulate_runtime(big)
-    assert s.aggregate_mem_mb(wildcards(experiment="e")) >= 500
+    small = sweep.Sweep(tiny()).batches()[0]
+    big = sweep.Sweep({**tiny(K=[300]), "seeds": 20, "blocks": 50_000}).batches()[0]
+    assert small["mem_mb"] < big["mem_mb"]
+    assert small["runtime"] == 5 < big["runtime"]
+    assert sweep.Sweep(tiny()).aggregate_mem_mb(wildcards(experiment="e")) >= 500
 
 
 def test_too_large_a_run_is_refused_at_parse_time():
@@ -211,19 +230,18 @@ def test_scheme_modules_register_rerun_on_change_and_reach_the_jobs(tmp_path, mo
         plain = sweep.Sweep(tiny(scheme="all"))
         s = sweep.Sweep({**tiny(scheme="all"), "scheme_modules": [str(mod)]})
         assert s.experiments["e"]["scheme"][-1] == "quarter"
-        (model,) = s.models
-        wc = wildcards(model=model, K="2", arrival_prob="0.4", gamma="0.9", scheme="quarter", seeds="2", blocks="10")
-        even = wildcards(**{**vars(wc), "scheme": "even"})
-        assert f"--scheme-module {mod}" in s.simulate_args(wc)
-        # the package's schemes: the same job as without the module (no rerun when one is added)
-        assert (s.simulate_args(even), s.code_version(even)) == (plain.simulate_args(even), plain.code_version(even))
-        assert s.code_version(wc) != s.code_version(even)
-        before = s.code_version(wc)
+        (quarter,) = [b for b in s.batches() if b["scheme"] == "quarter"]
+        assert f"--scheme-module {mod}" in quarter["modules"]
+        # the package's schemes: the same jobs as without the module (no rerun when one is added)
+        assert [b for b in s.batches() if b["scheme"] != "quarter"] == plain.batches()
+        assert s.code_version("quarter") != s.code_version("even") == plain.code_version("even")
+        before = s.code_version("quarter")
         both = sweep.Sweep({**tiny(scheme="all"), "scheme_modules": [str(mod), str(other)]})
-        assert both.code_version(wc) == before  # another module does not touch this one's runs
-        assert "other.py" not in both.simulate_args(wc)
+        assert both.code_version("quarter") == before  # another module does not touch this one's runs
+        (quarter,) = [b for b in both.batches() if b["scheme"] == "quarter"]
+        assert "other.py" not in quarter["modules"]
         mod.write_text(mod.read_text() + "# changed\n")
-        assert sweep.Sweep({**tiny(), "scheme_modules": [str(mod)]}).code_version(wc) != before
+        assert sweep.Sweep({**tiny(), "scheme_modules": [str(mod)]}).code_version("quarter") != before
     finally:
         for name in [m for m in sys.modules if m.startswith("mecmodel_scheme_")]:
             del sys.modules[name]
@@ -256,3 +274,69 @@ def test_each_experiment_keeps_its_own_name():
     s = sweep.Sweep(load_config(SMOKE))
     for name, exp in s.experiments.items():
         assert exp["experiment"] == name
+
+
+def test_a_batch_job_writes_each_run_as_a_job_of_its_own_would(tmp_path):
+    """mecmodel simulate-batch writes every run of a batch, each file the dataset that mecmodel.simulate
+    makes of the same run alone (values, coordinates, attributes: the run's identity)."""
+    import subprocess
+
+    import xarray as xr
+
+    import mecmodel
+
+    s = sweep.Sweep(tiny(scheme=["even", "dpp"], V=[1, 3], f_ser_max=[1.0e10]))
+    for batch in s.batches():
+        cmd = [sys.executable, "-m", "mecmodel", "simulate-batch", "--runs", batch["json"], "--progress", "off"]
+        r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert f"{len(batch['runs'])} runs done in" in r.stderr
+        for run in batch["runs"]:
+            spec = s.run_specs[run]
+            alone = mecmodel.simulate(
+                scheme=spec["scheme"],
+                seeds=spec["seeds"],
+                blocks=spec["blocks"],
+                overrides=spec["overrides"],
+                scheme_params=spec["scheme_params"],
+                sweep=spec["sweep"],
+            )
+            with xr.open_dataset(tmp_path / run) as got:
+                xr.testing.assert_identical(got.load(), alone)
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        ("[", "--runs: not JSON"),
+        ("[]", "--runs: must be a non-empty JSON list of runs"),
+        ('[{"output": "a.nc"}]', "--runs[0]: must be an object with the keys output, preset"),
+    ],
+)
+def test_a_bad_batch_is_one_line_and_writes_nothing(tmp_path, runs, message):
+    import subprocess
+
+    r = subprocess.run(
+        [sys.executable, "-m", "mecmodel", "simulate-batch", "--runs", runs],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and r.stderr.startswith(f"mecmodel: error: {message}") and len(r.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_with_one_bad_run_writes_none(tmp_path):
+    import subprocess
+
+    s = sweep.Sweep(tiny())
+    specs = json.loads(s.batches()[0]["json"])
+    specs.append({**specs[0], "output": "bad.nc", "overrides": {**specs[0]["overrides"], "K": 0}})
+    r = subprocess.run(
+        [sys.executable, "-m", "mecmodel", "simulate-batch", "--runs", json.dumps(specs)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and f"--runs[{len(specs) - 1}] (bad.nc): K:" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -21,7 +21,19 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from helpers import REPO, SMOKE, job_counts, kill, load_config, ok, snakemake, start, write_config
+from helpers import (
+    REPO,
+    SMOKE,
+    job_counts,
+    kill,
+    load_config,
+    ok,
+    planned_jobs,
+    planned_outputs,
+    snakemake,
+    start,
+    write_config,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -38,14 +50,10 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT = REPO / "config" / "config.yaml"
 PAPER = REPO / "config" / "paper.yaml"
 SWEPT = tuple(AXES)
-GROUP_SIZE = 20  # group-components of simulate in profiles/slurm
+GROUP_SIZE = 4  # group-components of simulate in profiles/slurm
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def planned_outputs(proc: subprocess.CompletedProcess) -> set[str]:
-    return set(re.findall(r"^\s+output: (\S+?),?$", proc.stdout + proc.stderr, flags=re.M))
 
 
 def report_text(html: str) -> str:
@@ -273,10 +281,15 @@ def test_dry_run_builds_the_expected_dag(tmp_path, path):
     assert len(unique) < grid_size(config)
     proc = ok(snakemake(tmp_path, "-n", configfile=path))
     n = len(config["experiments"])
-    assert job_counts(proc) == {"simulate": len(unique), "aggregate": n, "plot": n, "all": 1}
-    runs = {p for p in planned_outputs(proc) if p.startswith("results/runs/")}
-    assert len(runs) == len(unique)
+    batches = [outputs for rule, outputs in planned_jobs(proc) if rule == "simulate"]
+    assert job_counts(proc) == {"simulate": len(batches), "aggregate": n, "plot": n, "all": 1}
+    runs = [p for outputs in batches for p in outputs]
+    assert len(runs) == len(set(runs)) == len(unique)  # each run in exactly one batch
     assert all(p.startswith(f"results/runs/{config['preset']}-") for p in runs)
+    # a batch is one model's runs of one scheme; several runs share a process
+    for outputs in batches:
+        assert len({(p.split("/")[2], p.split("/")[-2]) for p in outputs}) == 1
+    assert len(batches) <= len(unique) / 4
     assert not (tmp_path / "results").exists()
 
 
@@ -286,7 +299,9 @@ def test_slurm_profile_groups_simulate_jobs(tmp_path):
     proc = ok(snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm")))
     text = proc.stdout + proc.stderr
     assert "profiles/slurm" in text
-    assert text.count("Group job simulate") == math.ceil(n_sim / GROUP_SIZE)
+    n_batches = len(sweep.Sweep(load_config(SMOKE)).batches())
+    assert n_batches < n_sim
+    assert text.count("Group job simulate") == math.ceil(n_batches / GROUP_SIZE)
 
 
 # ----------------------------------------------------------------------------- the smoke run
@@ -392,22 +407,26 @@ def test_shared_points_are_one_run_in_every_aggregate(smoke):
 
 
 @pytest.mark.slow
-def test_deleting_one_run_reruns_only_that_job(smoke, tmp_path):
+def test_deleting_one_run_reruns_only_its_batch(smoke, tmp_path):
+    """The run's batch reruns (the same values in every file it rewrites), and the aggregates that
+    read a run of that batch; nothing else."""
     work = copy_of(smoke, tmp_path / "w")
     config = load_config(SMOKE)
     victim = run_file(work, config, 3, 0.4, 0.9, "proposed")
     before = xr.load_dataset(victim)
     victim.unlink()
-    users = [
-        n
-        for n, e in config["experiments"].items()
-        if 3 in e["K"] and 0.4 in e["arrival_prob"] and 0.9 in e["gamma"] and "proposed" in e["scheme"]
-    ]
     proc = ok(snakemake(work, "-n"))
+    (batch,) = [outputs for rule, outputs in planned_jobs(proc) if rule == "simulate"]
+    assert str(victim.relative_to(work)) in batch
+    sw = sweep.Sweep(load_config(SMOKE))
+    users = [n for n, e in sw.experiments.items() if set(e["runs"]) & set(batch)]
+    assert 0 < len(users) < len(config["experiments"])
     assert job_counts(proc) == {"simulate": 1, "aggregate": len(users), "plot": len(users), "all": 1}
-    assert str(victim.relative_to(work)) in planned_outputs(proc)
+    others = {p: xr.load_dataset(work / p) for p in batch if p != str(victim.relative_to(work))}
     ok(snakemake(work))
     xr.testing.assert_identical(xr.load_dataset(victim), before)
+    for p, ds in others.items():
+        xr.testing.assert_identical(xr.load_dataset(work / p), ds)
     assert job_counts(ok(snakemake(work, "-n"))) == {}
 
 
@@ -421,11 +440,20 @@ def test_changing_one_experiment_reruns_only_its_jobs(smoke, tmp_path):
     fresh = points(new) - points(old)
     assert len(fresh) == len(new["experiments"]["cost_vs_arrival"]["scheme"])
     proc = ok(snakemake(work, "-n", configfile=cfg))
-    assert job_counts(proc) == {"simulate": len(fresh), "aggregate": 1, "plot": 1, "all": 1}
+    # Only the batches that hold a new point run (content-defined batches: mecmodel.sweep.Sweep.batches),
+    # one per scheme here, and the aggregates that read one of their runs.
+    batches = [outputs for rule, outputs in planned_jobs(proc) if rule == "simulate"]
+    assert all(any("/lam0.3/" in p for p in outputs) for outputs in batches)
+    assert sum("/lam0.3/" in p for outputs in batches for p in outputs) == len(fresh)
+    rerun = {p for outputs in batches for p in outputs}
+    sw = sweep.Sweep(new)
+    users = {n for n, e in sw.experiments.items() if set(e["runs"]) & rerun}
+    assert "cost_vs_arrival" in users
+    assert job_counts(proc) == {"simulate": len(batches), "aggregate": len(users), "plot": len(users), "all": 1}
     planned = planned_outputs(proc)
-    assert "results/cost_vs_arrival.nc" in planned
-    assert not {f"results/{n}.nc" for n in old["experiments"] if n != "cost_vs_arrival"} & planned
-    assert all("/lam0.3/" in p for p in planned if p.startswith("results/runs/"))
+    assert {p for p in planned if p.startswith("results/") and p.endswith(".nc") and "/runs/" not in p} == {
+        f"results/{n}.nc" for n in users
+    }
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..env import Observation
 from .base import PolicyContext
-from .qlearning import Algorithm1, Algorithm2, OnlineQ, sigmoid, step_size
+from .qlearning import Algorithm1, Algorithm2, OnlineQ, sigmoid
 
 
 class CriticDescentQ(OnlineQ):
@@ -55,6 +55,7 @@ class CriticDescentQ(OnlineQ):
         """
         new = cls.__new__(cls)
         new.__dict__.update(agent.__dict__)
+        new.descent = True
         return new
 
     def logits(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -79,26 +80,9 @@ class CriticDescentQ(OnlineQ):
         phi = sigmoid(z)
         return np.einsum("...m,...ma->...a", w * phi * (1.0 - phi), self.v_a)
 
-    def learn(self, t: int, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The paper's critic step, then the learned-Q descent action step; returns as :meth:`OnlineQ.learn`.
-
-        :meth:`OnlineQ.learn` runs unchanged: TD error (24)/(31), weight update (28b)/(35b),
-        stopping and divergence bookkeeping. It also computes the paper's action step (28a)/(35a)
-        (with ``dr_da``), which is discarded here: an agent that took the step (not frozen, not
-        diverged) instead moves by a <- clip(a - alpha_t dQ([a; s_{t+1}], w_{t+1})/da, 0, 1).
-        """
-        a_old = self.a
-        live = (~self.frozen) & (self.diverged_at < 0)
-        out = super().learn(t, r, dr_da, x_next)
-        ok = live & (self.diverged_at < 0)  # the agents whose update OnlineQ.learn accepted
-        # After learn, _zs_now holds the state logits of s_{t+1}; w is the updated critic.
-        g = self._dq_da_logits(self._zs_now + np.einsum("...ma,...a->...m", self.v_a, a_old))
-        alpha = float(step_size(t, self.alpha0, self.t0, self.kappa))
-        a_new = np.clip(a_old - alpha * g, 0.0, 1.0)  # descent on the learned Q (not (28a)/(35a))
-        # With finite weights (the divergence guard) g is finite; keep the old action if it is not.
-        take = ok & np.isfinite(a_new).all(axis=-1)
-        self.a = np.where(take[..., None], a_new, a_old)
-        return out
+    # learn is OnlineQ.learn with ``descent`` set: the compiled update (mecmodel.engine.learn_row)
+    # takes the critic step, then, for a learner whose update was accepted (neither frozen nor
+    # diverged), a <- clip(a - alpha_t dQ([a_t; s_{t+1}], w_{t+1}) / da, 0, 1), kept only if finite.
 
 
 def _adopt(policy: Algorithm1 | Algorithm2) -> None:

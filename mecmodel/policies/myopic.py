@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import channel, queues
+from .. import channel, engine, queues
 from ..env import Observation
 from .base import PolicyContext, ServerPolicy, WDPolicy
 from .rules import equal_rates
@@ -89,11 +89,17 @@ class MyopicWD(WDPolicy):
         left = q - served if self.reading == "end" else q
         return P.w3 * left + P.w4 * energy
 
+    #: V of drift-plus-penalty's objective; 0: the myopic own cost
+    _V = 0.0
+
     def act(self, obs: Observation) -> np.ndarray:
-        powers = self.candidates(obs.h)  # (S, K, grid + 1)
-        cost = self.block_cost(obs.q[..., None], obs.h[..., None], powers)
-        best = np.argmin(cost, axis=-1)[..., None]  # the lowest power among equal costs
-        return np.take_along_axis(powers, best, axis=-1)[..., 0]
+        """The candidate of least :meth:`block_cost` (the lowest power among equal costs), searched
+        per WD in the compiled engine (:func:`mecmodel.engine.myopic_power`)."""
+        P = self.ctx.params
+        sc = engine.scalars(P, float(self.local_max))
+        reading = int(self.reading == "start")
+        q, h = np.asarray(obs.q, dtype=float), np.asarray(obs.h, dtype=float)
+        return engine.myopic_powers(q, h, sc, engine.RULES[P.local_service], P.n_slots, self.grid, self._V, reading)
 
 
 class MyopicServer(ServerPolicy):
@@ -102,14 +108,16 @@ class MyopicServer(ServerPolicy):
     def __init__(self, reading: str = "end"):
         self.reading = _check(reading)
 
-    def act(self, obs: Observation) -> np.ndarray:
+    def best_rate(self) -> float:
+        """f* = sqrt(w1 / (3 w2 xi^ser)), or 0 where this block's own cost gains nothing from serving."""
         P = self.ctx.params
         if self.reading == "start" or P.w1 == 0:
-            best = 0.0  # nothing this block's own cost gains from serving
-        else:
-            with np.errstate(divide="ignore", over="ignore"):  # w2 xi may underflow to 0: f* = inf
-                best = np.sqrt(np.float64(P.w1) / (3.0 * P.w2 * P.xi_ser))
-        return equal_rates(obs.q_ser, best, P)
+            return 0.0
+        with np.errstate(divide="ignore", over="ignore"):  # w2 xi may underflow to 0: f* = inf
+            return float(np.sqrt(np.float64(P.w1) / (3.0 * P.w2 * P.xi_ser)))
+
+    def act(self, obs: Observation) -> np.ndarray:
+        return equal_rates(obs.q_ser, self.best_rate(), self.ctx.params)
 
 
 class DriftPlusPenaltyWD(MyopicWD):
@@ -125,7 +133,7 @@ class DriftPlusPenaltyWD(MyopicWD):
         if not (V > 0 and np.isfinite(V)):
             raise ValueError(f"V: must be a finite number > 0, got {V!r}")
         super().__init__("end", grid)
-        self.V = float(V)
+        self.V = self._V = float(V)
 
     def objective(self, q: np.ndarray, served: np.ndarray, energy: np.ndarray) -> np.ndarray:
         P = self.ctx.params

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..env import Observation, compiled, stream
+from .. import engine
+from ..env import Observation, stream
 from .base import PolicyContext, ServerPolicy, Transition, WDPolicy
 
 if TYPE_CHECKING:
@@ -45,44 +46,13 @@ def step_size(t: int | np.ndarray, alpha0: float, t0: float, kappa: float) -> np
     return alpha0 / (1.0 + np.asarray(t, dtype=float) / t0) ** kappa
 
 
-def row_norm(x: np.ndarray) -> np.ndarray:
-    """Euclidean norm over the last axis; for real x the same bits as ``np.linalg.norm(x, axis=-1)``, less overhead."""
-    return np.sqrt(np.add.reduce(x * x, axis=-1))
-
-
-def td_error(r, gamma, w, phi_now, phi_next):
-    """(24)/(31): r + gamma w^T phi(x~_{t+1}) - w^T phi(x~_t)."""
-    return r + gamma * np.add.reduce(w * phi_next, axis=-1) - np.add.reduce(w * phi_now, axis=-1)
-
-
-def gradients(delta, dr_da, gamma, w, v_a, phi_now, phi_next, exact: bool):
-    """Gradients of the squared TD error with respect to the action and the weights.
-
-    delta: (B,), dr_da: (B, A), w: (B, M), v_a: (B, M, A) feature weights on the
-    action, phi_*: (B, M). Returns (g_a (B, A), g_w (B, M)).
-
-    exact=True differentiates (24)/(31):
-        d(d^2)/da = 2 d [dr/da + sum_i w_i v_i,a (gamma phi'_{t+1,i} - phi'_{t,i})]
-        d(d^2)/dw = 2 d (gamma phi_{t+1} - phi_t)
-    exact=False follows the printed (26)/(33) and (27)/(34):
-        d [dr/da - sum_i w_i v_i,a (gamma phi'_{t+1,i} - phi'_{t,i})],  d (gamma phi_{t+1} - phi_t)
-    with phi' = phi (1 - phi).
-    """
-    g_next = gamma * phi_next
-    slope = g_next * (1.0 - phi_next) - phi_now * (1.0 - phi_now)  # (B, M)
-    s = np.einsum("...m,...ma->...a", w * slope, v_a)
-    dphi = g_next - phi_now
-    d = delta[..., None]
-    if exact:
-        return 2.0 * d * (dr_da + s), 2.0 * d * dphi
-    return d * (dr_da - s), d * dphi
-
-
 class OnlineQ:
     """A batch of independent parametric online Q-learners sharing one form.
 
     v: (B..., M, A + D) fixed feature vectors (mu for WDs, nu for the server), the
-    first A columns multiplying the normalised action, the rest the state features.
+    first A columns multiplying the normalised action, the rest the state features. The update
+    runs in the compiled engine (:func:`mecmodel.engine.learn_row`, one learner at a time, so a
+    learner's bits do not depend on the batch); the arrays below are updated in place.
     """
 
     def __init__(
@@ -100,23 +70,22 @@ class OnlineQ:
         freeze: bool,
         limit: float,
         exact: bool,
-        engine: str = "numpy",
+        descent: bool = False,
     ):
-        self.v_a = np.ascontiguousarray(v[..., :n_action])
-        self.v_s = np.ascontiguousarray(v[..., n_action:])
+        self.v_a = np.ascontiguousarray(v[..., :n_action], dtype=np.float64)
+        self.v_s = np.ascontiguousarray(v[..., n_action:], dtype=np.float64)
         batch = v.shape[:-2]
         self.a = np.array(np.broadcast_to(action0, batch + (n_action,)), dtype=float)
         self.w = np.full(v.shape[:-1], float(w0))
         self.gamma, self.alpha0, self.t0, self.kappa = gamma, alpha0, t0, kappa
         self.epsilon, self.patience, self.freeze, self.limit, self.exact = epsilon, patience, freeze, limit, exact
+        self.descent = descent  # proposed_q: the action descends the learned Q (policies.actor_critic)
         self.streak = np.zeros(batch, dtype=np.int64)
         self.converged_at = np.full(batch, -1, dtype=np.int64)
         self.diverged_at = np.full(batch, -1, dtype=np.int64)
         self.frozen = np.zeros(batch, dtype=bool)
-        self.live = np.ones(batch, dtype=bool)  # neither frozen nor diverged
         self._limit = min(float(limit), sys.float_info.max)  # a finite bound: an infinite norm is bad
-        self._zs_now: np.ndarray | None = None
-        self._fast = compiled(engine)  # engine numba: the same update through mecmodel.fast's kernels
+        self._zs_now = np.zeros(v.shape[:-1])
 
     @classmethod
     def from_params(cls, v: np.ndarray, n_action: int, action0: np.ndarray, P: Params) -> OnlineQ:
@@ -135,67 +104,61 @@ class OnlineQ:
             P.freeze_on_convergence,
             P.divergence_limit,
             P.gradient == "exact",
-            P.engine,
         )
+
+    @property
+    def live(self) -> np.ndarray:
+        """Learners neither frozen nor diverged."""
+        return ~self.frozen & (self.diverged_at < 0)
+
+    def hyper(self) -> tuple:
+        """The hyperparameters as :func:`mecmodel.engine.learn_row` reads them (fixed types)."""
+        return (
+            float(self.alpha0), float(self.t0), float(self.kappa), float(self.gamma), bool(self.exact),
+            float(self.epsilon), int(self.patience), bool(self.freeze), float(self._limit), bool(self.descent),
+        )  # fmt: skip
+
+    def flat(self) -> tuple:
+        """The arrays the engine updates, flattened to one row per learner (views: updated in place).
+
+        Order: v_s transposed (B, D, M), v_a (B, M, A), w (B, M), a (B, A), state logits (B, M),
+        streak, converged_at, diverged_at, frozen (B,)."""
+        M = self.w.shape[-1]
+        B = self.w.size // M
+        for name in ("v_a", "w", "a", "_zs_now", "streak", "converged_at", "diverged_at", "frozen"):
+            arr = getattr(self, name)
+            if not (arr.flags.c_contiguous and arr.flags.writeable):
+                setattr(self, name, np.array(arr))
+        cached = self.__dict__.get("_v_sT")
+        if cached is None or cached[0] is not self.v_s:  # the feature vectors are fixed: transposed once
+            self._v_sT = cached = (self.v_s, np.ascontiguousarray(self.v_s.reshape(B, M, -1).transpose(0, 2, 1)))
+        return (
+            cached[1], self.v_a.reshape(B, M, -1), self.w.reshape(B, M), self.a.reshape(B, -1),
+            self._zs_now.reshape(B, M), self.streak.reshape(B), self.converged_at.reshape(B),
+            self.diverged_at.reshape(B), self.frozen.reshape(B),
+        )  # fmt: skip
 
     def state_logits(self, x: np.ndarray) -> np.ndarray:
         """v_s . x for state features x (B..., D) -> (B..., M)."""
-        return np.einsum("...md,...d->...m", self.v_s, x)
+        zs = np.empty(self.w.shape)
+        M = zs.shape[-1]
+        engine.observe_batch(self.flat()[0], _rows(x, self.v_s.shape[:-2] + self.v_s.shape[-1:]), zs.reshape(-1, M))
+        return zs
 
     def observe(self, x: np.ndarray) -> None:
         """Record the state features of the current block."""
-        self._zs_now = np.ascontiguousarray(self.state_logits(x))
+        self._zs_now = self.state_logits(x)
 
     def learn(self, t: int, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One update (28)/(35) after block t; returns (|TD error|, relative change)."""
-        if self._fast is not None:
-            return self._fast.learn(self, t, float(step_size(t, self.alpha0, self.t0, self.kappa)), r, dr_da, x_next)
-        zs_next = self.state_logits(x_next)
-        za = np.einsum("...ma,...a->...m", self.v_a, self.a)
-        phi_now = sigmoid(self._zs_now + za)
-        phi_next = sigmoid(zs_next + za)
-        delta = td_error(r, self.gamma, self.w, phi_now, phi_next)
-        g_a, g_w = gradients(delta, dr_da, self.gamma, self.w, self.v_a, phi_now, phi_next, self.exact)
-        alpha = float(step_size(t, self.alpha0, self.t0, self.kappa))
-        w_new = self.w - alpha * g_w  # (28b)/(35b)
-        a_new = np.minimum(np.maximum(self.a - alpha * g_a, 0.0), 1.0)  # (28a)/(35a), projected on [0, max]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = row_norm(w_new - self.w) / row_norm(self.w)
-        # A learner goes bad when its weight norm leaves [0, limit] (NaN included: NaN <= limit is
-        # false), its action is NaN (the projection keeps every other value in [0, 1]) or its TD
-        # error is not finite; a live one is neither frozen nor diverged.
-        bad = ~(row_norm(w_new) <= self._limit) | ~np.isfinite(delta)
-        if a_new.shape[-1] == 1:
-            bad |= np.isnan(a_new[..., 0])
-        else:
-            bad |= np.isnan(a_new).any(axis=-1)
-        if self.live.all() and not bad.any():  # the usual case: every learner steps
-            self.w, self.a = w_new, a_new
-            # (rel <= epsilon) is false for NaN, so a NaN change restarts the streak, as before.
-            self.streak = np.where(rel <= self.epsilon, self.streak + 1, 0)
-            if self.streak.max() >= self.patience:
-                self._converge(t, self.live)
-        else:
-            live = self.live
-            self.diverged_at[live & bad] = t
-            ok = live & ~bad
-            self.w = np.where(ok[..., None], w_new, self.w)
-            self.a = np.where(ok[..., None], a_new, self.a)
-            rel = np.where(ok, rel, 0.0)
-            self.streak = np.where(ok & (rel <= self.epsilon), self.streak + 1, np.where(ok, 0, self.streak))
-            self._converge(t, ok)
-            self.live = ~self.frozen & (self.diverged_at < 0)
-        self._zs_now = zs_next
-        return np.abs(np.where(np.isfinite(delta), delta, np.nan)), rel
-
-    def _converge(self, t: int, ok: np.ndarray) -> None:
-        """Mark learners whose streak reached ``patience`` as converged at t (and freeze them)."""
-        done = ok & (self.streak >= self.patience) & (self.converged_at < 0)
-        if done.any():
-            self.converged_at[done] = t
-            if self.freeze:
-                self.frozen |= done
-                self.live = ~self.frozen & (self.diverged_at < 0)
+        """One update (28)/(35) after block t; returns (|TD error|, relative change), batch-shaped."""
+        v_s, v_a, w, a, zs, streak, conv, div, frozen = self.flat()
+        batch = self.w.shape[:-1]
+        td, rel = engine.learn_batch(
+            int(t), self.hyper(), v_s, v_a, w, a, zs,
+            _rows(x_next, batch + self.v_s.shape[-1:]), _rows(r, batch).reshape(-1),
+            _rows(dr_da, batch + self.a.shape[-1:]), streak, conv, div, frozen,
+        )  # fmt: skip
+        return td.reshape(batch), rel.reshape(batch)
 
     def summary(self, S: int) -> dict[str, np.ndarray]:
         """Per seed: share of the batch converged, median and last convergence block, first divergence."""
@@ -211,6 +174,15 @@ class OnlineQ:
             ),
             "diverged_block": np.where((div >= 0).any(axis=1), np.where(div >= 0, div, never).min(axis=1), -1),
         }
+
+
+def _rows(x, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` as a C-contiguous float64 array of ``shape`` (broadcast if need be), rows flattened."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != shape:
+        x = np.broadcast_to(x, shape)
+    x = np.ascontiguousarray(x)
+    return x.reshape((-1,) + shape[len(shape) - 1 :]) if len(shape) > 1 else x.reshape(-1)
 
 
 def _row_nanmedian(a: np.ndarray) -> np.ndarray:
@@ -235,21 +207,17 @@ class Algorithm1(WDPolicy):
     beta_k,1..n]; the action is p_k / p_max. ``whole_task`` gives the paper's binary offloading.
     """
 
-    _compiled_state = None  # mecmodel.fast.wd_state under engine numba (set in reset)
-
     def __init__(self, whole_task: bool = False):
         self.whole_task = whole_task
 
     def state(self, obs: Observation) -> np.ndarray:
+        """(S, K, n + 2) every WD's state vector (:func:`mecmodel.engine.wd_state`)."""
         qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
-        if self._compiled_state is not None:  # engine numba: the same vector from one compiled call
-            return self._compiled_state(obs.q, obs.h, obs.beta, qscale)
-        return np.concatenate([(obs.q * qscale)[..., None], (np.log10(obs.h) * 0.1)[..., None], obs.beta], axis=-1)
+        return engine.wd_states(obs.q, obs.h, obs.beta, qscale)
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = self.P = ctx.params
-        self._compiled_state = getattr(compiled(P.engine), "wd_state", None)
         mu = feature_vectors(ctx, "wd_features", (P.K, P.M, P.n_slots + 3))
         self.agent = OnlineQ.from_params(mu, 1, np.array([P.p_init]), P)
         self.agent.observe(self.state(obs))
@@ -264,7 +232,7 @@ class Algorithm1(WDPolicy):
         else:
             dr = np.full((self.ctx.S, P.K), P.w4 * P.tau * P.p_max)  # (26) as printed
         td, rel = self.agent.learn(tr.obs.t, tr.info.wd_cost, dr[..., None], self.state(tr.next_obs))
-        return {"alg1_td_error": td.sum(axis=1) / P.K, "alg1_rel_change": rel.sum(axis=1) / P.K}
+        return {"alg1_td_error": engine.row_means(td), "alg1_rel_change": engine.row_means(rel)}
 
     def summary(self) -> dict[str, dict[str, np.ndarray]]:
         return {"alg1": self.agent.summary(self.ctx.S)}
@@ -277,18 +245,14 @@ class Algorithm2(ServerPolicy):
     f^ser / f^ser_max.
     """
 
-    _compiled_state = None  # mecmodel.fast.server_state under engine numba (set in reset)
-
     def state(self, obs: Observation) -> np.ndarray:
+        """(S, K + 1) the server's state vector (:func:`mecmodel.engine.server_state`)."""
         qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
-        if self._compiled_state is not None:  # engine numba: the same vector from one compiled call
-            return self._compiled_state(obs.q_ser, obs.q, qscale)
-        return np.concatenate([(obs.q_ser * qscale)[:, None], obs.q * qscale], axis=-1)
+        return engine.server_states(np.asarray(obs.q_ser, dtype=float), np.asarray(obs.q, dtype=float), qscale)
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
         P = self.P = ctx.params
-        self._compiled_state = getattr(compiled(P.engine), "server_state", None)
         nu = feature_vectors(ctx, "server_features", (P.M, P.n_slots + P.K + 1))
         self.agent = OnlineQ.from_params(nu, P.n_slots, np.full(P.n_slots, P.f_ser_init), P)
         self.agent.observe(self.state(obs))

@@ -33,7 +33,3 @@ SWEEP = checked(
 
 wildcard_constraints:
     **SWEEP.wildcard_constraints(),
-
-
-def simulate_args(wildcards):
-    return checked(SWEEP.simulate_args, wildcards)

@@ -1,28 +1,34 @@
-# One job per parameter point; all seeds of the point run vectorized in it. Paths, arguments
-# and resource estimates come from mecmodel.sweep (the run-path template is sweep.RUN).
+# The simulations: one job per batch of runs (mecmodel.sweep.Sweep.batches: runs of one model and
+# scheme, packed by their work), each run still its own file at its own path (the run-path
+# template is sweep.RUN). A job runs its batch in one process, so the start-up is paid once.
 
 
-rule simulate:
-    output:
-        sweep.RUN_FILE,
-    log:
-        sweep.RUN_LOG,
-    benchmark:
-        sweep.RUN_BENCHMARK
-    # Ignored when running locally; on SLURM, profiles/slurm bundles simulate jobs
-    # into one submission each (group-components) to spare the per-job start-up.
-    group:
-        "simulate"
-    conda:
-        CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=SWEEP.simulate_mem_mb,
-        runtime=SWEEP.simulate_runtime,
-    params:
-        args=simulate_args,
-        # Not used by the command: a new mecmodel version (or a changed scheme module)
-        # reruns the simulations (Snakemake does not see the package's code by itself).
-        version=SWEEP.code_version,
-    shell:
-        "mecmodel simulate {params.args} --progress off -o {output} > {log} 2>&1"
+for batch in SWEEP.batches():
+
+    rule:
+        name:
+            f"simulate_{batch['scheme']}_{batch['id']}"
+        output:
+            batch["runs"],
+        log:
+            f"results/logs/simulate/{batch['name']}.log",
+        benchmark:
+            f"results/benchmarks/simulate/{batch['name']}.tsv"
+        # Ignored when running locally; on SLURM, profiles/slurm bundles simulate jobs
+        # into submissions (group-components) to spare the per-job start-up.
+        group:
+            "simulate"
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            mem_mb=batch["mem_mb"],
+            runtime=batch["runtime"],
+        params:
+            runs=batch["json"],
+            modules=batch["modules"],
+            # Not used by the command: a new mecmodel version (or a changed scheme module)
+            # reruns the simulations (Snakemake does not see the package's code by itself).
+            version=batch["version"],
+        shell:
+            "mecmodel simulate-batch {params.modules} --runs {params.runs:q} --progress off > {log} 2>&1"
