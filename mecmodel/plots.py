@@ -101,13 +101,67 @@ def scheme_style(name: str) -> dict[str, Any]:
     return dict(s.style) if s is not None else default_style(name, "paper")
 
 
+#: The rcParams that seaborn's ``set_theme(style="whitegrid", context="paper")`` sets (its "deep"
+#: palette included), so that a plot job need not import seaborn, whose import (scipy.stats with it)
+#: is most of a plot job's start-up; ``tests/test_plots.py`` checks them against seaborn's. Left
+#: out: ``image.cmap`` (seaborn's "rocket", registered by importing seaborn; no figure draws an image).
+THEME = {
+    "axes.axisbelow": True,
+    "axes.edgecolor": ".8",
+    "axes.grid": True,
+    "axes.labelcolor": ".15",
+    "axes.labelsize": 9.600000000000001,
+    "axes.linewidth": 1.0,
+    "axes.titlesize": 9.600000000000001,
+    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans", "sans-serif"],
+    "font.size": 9.600000000000001,
+    "grid.color": ".8",
+    "legend.fontsize": 8.8,
+    "legend.title_fontsize": 9.600000000000001,
+    "lines.linewidth": 1.2000000000000002,
+    "lines.markersize": 4.800000000000001,
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "patch.linewidth": 0.8,
+    "text.color": ".15",
+    "xtick.bottom": False,
+    "xtick.color": ".15",
+    "xtick.labelsize": 8.8,
+    "xtick.major.size": 4.800000000000001,
+    "xtick.major.width": 1.0,
+    "xtick.minor.size": 3.2,
+    "xtick.minor.width": 0.8,
+    "ytick.color": ".15",
+    "ytick.labelsize": 8.8,
+    "ytick.left": False,
+    "ytick.major.size": 4.800000000000001,
+    "ytick.major.width": 1.0,
+    "ytick.minor.size": 3.2,
+    "ytick.minor.width": 0.8,
+}
+#: seaborn's "deep" palette, the theme's colour cycle
+DEEP = (
+    (0.2980392156862745, 0.4470588235294118, 0.6901960784313725),
+    (0.8666666666666667, 0.5176470588235295, 0.3215686274509804),
+    (0.3333333333333333, 0.6588235294117647, 0.40784313725490196),
+    (0.7686274509803922, 0.3058823529411765, 0.3215686274509804),
+    (0.5058823529411764, 0.4470588235294118, 0.7019607843137254),
+    (0.5764705882352941, 0.47058823529411764, 0.3764705882352941),
+    (0.8549019607843137, 0.5450980392156862, 0.7647058823529411),
+    (0.5490196078431373, 0.5490196078431373, 0.5490196078431373),
+    (0.8, 0.7254901960784313, 0.4549019607843137),
+    (0.39215686274509803, 0.7098039215686275, 0.803921568627451),
+)
+
+
 def _setup() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import seaborn as sns
+    from cycler import cycler
 
-    sns.set_theme(style="whitegrid", context="paper")
+    matplotlib.rcParams.update({**THEME, "axes.prop_cycle": cycler("color", list(DEEP))})
 
 
 # ----------------------------------------------------------------------------- data selection

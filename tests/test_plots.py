@@ -381,3 +381,25 @@ def test_moving_average_matches_pandas_rolling(a, window):
     got = plots.moving_average(a[None, :], window, axis=1)[0]
     want = pd.Series(a).rolling(window, min_periods=1).mean().to_numpy()
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-6)
+
+
+def test_theme_is_seaborns_whitegrid_paper():
+    """plots.THEME and plots.DEEP are what seaborn's set_theme(style="whitegrid", context="paper")
+    sets (image.cmap aside: seaborn's own colormap, which no figure uses)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, matplotlib; matplotlib.use('Agg'); import matplotlib as mpl\n"
+        "before = dict(mpl.rcParams)\n"
+        "import seaborn as sns; sns.set_theme(style='whitegrid', context='paper')\n"
+        "diff = {k: v for k, v in mpl.rcParams.items() if v != before.get(k)}\n"
+        "diff['axes.prop_cycle'] = [list(c) for c in diff['axes.prop_cycle'].by_key()['color']]\n"
+        "diff['lines.solid_capstyle'] = diff['lines.solid_capstyle'].value\n"
+        "print(json.dumps({k: v for k, v in diff.items() if k != 'image.cmap'}))\n"
+    )
+    import json
+
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out.pop("axes.prop_cycle") == [list(c) for c in plots.DEEP]
+    assert out == plots.THEME
