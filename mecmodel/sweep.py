@@ -449,9 +449,11 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
     return Sweep(config)
 
 
-#: Simulation jobs: about this many runs each on average, and at most this much estimated work
-#: (seeds x blocks x (K + 20) summed over its runs, about a microsecond each); see Sweep.batches.
+#: Simulation jobs: a cut after a run whose path hashes to 0 modulo BATCH_RUNS (so about that many
+#: runs each), and at most BATCH_MAX_RUNS runs and BATCH_WORK estimated work (seeds x blocks x
+#: (K + 20) summed over its runs, about a microsecond each); see Sweep.batches.
 BATCH_RUNS = 16
+BATCH_MAX_RUNS = 32
 BATCH_WORK = 30_000_000
 
 
@@ -599,52 +601,58 @@ class Sweep:
         return next(b for b in self.batches() if run in b["runs"])
 
     def batches(self) -> list[dict]:
-        """The simulation jobs: each a batch of runs of one model and scheme, run in one process.
+        """The simulation jobs: each a batch of runs of one model, run in one process.
 
         A process's start-up (about half a second: Python, numpy, numba and the compiled kernels)
-        is then paid once for many runs. A model's runs of one scheme, ordered by K and path, are
-        cut into batches where a run's path hashes to 0 modulo :data:`BATCH_RUNS` (content-defined
+        is then paid once for many runs. A model's runs, ordered by K and path, are cut into
+        batches where a run's path hashes to 0 modulo :data:`BATCH_RUNS` (content-defined
         chunking: adding or removing a point changes the batch it falls in, and no other), or
-        where a batch would exceed :data:`BATCH_WORK` units of estimated work (seeds x blocks x
-        (K + 20)). A killed job reruns at most its batch."""
+        where a batch would exceed :data:`BATCH_MAX_RUNS` runs or :data:`BATCH_WORK` units of
+        estimated work (seeds x blocks x (K + 20); such a cut may shift its neighbours' bounds up
+        to the next hash cut). The package's schemes share batches; a scheme from a scheme module has batches
+        of its own, so that editing the module reruns its runs only. A killed job reruns at most
+        its batch."""
         groups: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
         for path in sorted(self.run_specs):
-            groups[(path.split("/")[2], self.run_specs[path]["scheme"])].append(path)
+            scheme = self.run_specs[path]["scheme"]
+            groups[(path.split("/")[2], scheme if scheme in self.plugin else "")].append(path)
         out = []
-        for (model, scheme), paths in sorted(groups.items()):
+        for (model, _), paths in sorted(groups.items()):
             paths.sort(key=lambda p: (self.run_specs[p]["overrides"]["K"], p))
             chunk: list[str] = []
             work = 0
             for path in paths:
                 w = _run_work(self.run_specs[path])
-                if chunk and work + w > BATCH_WORK:
-                    out.append(self._batch(model, scheme, chunk))
+                if chunk and (work + w > BATCH_WORK or len(chunk) == BATCH_MAX_RUNS):
+                    out.append(self._batch(model, chunk))
                     chunk, work = [], 0
                 chunk.append(path)
                 work += w
                 if int(hashlib.sha256(path.encode()).hexdigest()[:8], 16) % BATCH_RUNS == 0:
-                    out.append(self._batch(model, scheme, chunk))
+                    out.append(self._batch(model, chunk))
                     chunk, work = [], 0
             if chunk:
-                out.append(self._batch(model, scheme, chunk))
+                out.append(self._batch(model, chunk))
         return out
 
-    def _batch(self, model: str, scheme: str, runs: list[str]) -> dict:
+    def _batch(self, model: str, runs: list[str]) -> dict:
         from .simulation import memory_estimate
 
         bid = hashlib.sha256("\n".join(runs).encode()).hexdigest()[:10]
         specs = [self.run_specs[r] for r in runs]
+        schemes = sorted({s["scheme"] for s in specs})
         need = max(
             memory_estimate(make_params(s["preset"], s["overrides"]), s["seeds"], s["blocks"], False) for s in specs
         )
+        modules = " ".join(dict.fromkeys(self.module_args(s) for s in schemes if s in self.plugin))
         return {
             "id": bid,
-            "scheme": scheme,
-            "name": f"{model}/{scheme}-{bid}",
+            "schemes": schemes,
+            "name": f"{model}/{bid}",
             "runs": runs,
             "json": json.dumps(specs, sort_keys=True, separators=(",", ":")),
-            "modules": self.module_args(scheme),
-            "version": self.code_version(scheme),
+            "modules": modules,
+            "version": " ".join(dict.fromkeys(self.code_version(s) for s in schemes)),
             "mem_mb": 300 + math.ceil(3 * need / 2**20),
             # ten times a 2-core laptop's ~0.1 us per unit of work, at least 5 minutes
             "runtime": max(5, math.ceil(10 * 1e-7 * sum(_run_work(s) for s in specs) / 60)),

@@ -72,7 +72,7 @@ def test_agent_runs_as_a_scheme_and_is_versioned_by_its_weights(agent_files):
     }
     sw = sweep.Sweep(cfg)
     assert sw.experiments["e"]["scheme"][-1] == "linear_agent"
-    (batch,) = [b for b in sw.batches() if b["scheme"] == "linear_agent"]
+    (batch,) = [b for b in sw.batches() if b["schemes"] == ["linear_agent"]]
     assert "agent_scheme.py" in batch["modules"]
     before = sw.code_version("linear_agent")
     np.save(agent_files / "weights.npy", np.array([0.6, 0.3]))

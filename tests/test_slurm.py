@@ -153,6 +153,6 @@ def test_every_simulation_ran_inside_a_slurm_job(slurm_run, cluster):
     assert all(len(found) == 1 for found in logs.values()), logs
     job_text = "\n".join(found[0].read_text() for found in logs.values())
     rules = set(re.findall(r"^\s*rule (\w+):", job_text, flags=re.M))
-    assert rules == {f"simulate_{b['scheme']}_{b['id']}" for b in batches}
+    assert rules == {f"simulate_{b['id']}" for b in batches}
     outputs = {p for line in re.findall(r"^\s*output: (.+)$", job_text, flags=re.M) for p in line.split(", ")}
     assert outputs == set(runs)

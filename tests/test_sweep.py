@@ -176,13 +176,14 @@ def test_each_run_is_resolved_once_into_the_record_its_job_reads():
     assert json.loads(batch["json"]) == [s.run_specs[r] for r in batch["runs"]]
 
 
-def test_batches_cover_every_run_once_by_model_and_scheme():
+def test_batches_cover_every_run_once_by_model():
     s = sweep.Sweep(tiny(K=[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], scheme=["even", "local", "dpp"], V=[1, 3, 10]))
     batches = s.batches()
     runs = [r for b in batches for r in b["runs"]]
     assert sorted(runs) == s.all_runs() and len(runs) == len(set(runs))
     for b in batches:
-        assert {s.run_specs[r]["scheme"] for r in b["runs"]} == {b["scheme"]}
+        assert sorted({s.run_specs[r]["scheme"] for r in b["runs"]}) == b["schemes"]
+        assert len({r.split("/")[2] for r in b["runs"]}) == 1  # one model
         assert b["id"] in b["name"] and b["name"].startswith(s.run_specs[b["runs"][0]]["output"].split("/")[2])
     assert len(batches) < len(runs) / 3  # most runs share a process
     # content-defined: a new point changes the batch it falls into and no other
@@ -192,7 +193,7 @@ def test_batches_cover_every_run_once_by_model_and_scheme():
     new = set(bigger.all_runs()) - set(s.all_runs())
     changed = [b for b in bigger.batches() if b["id"] not in {c["id"] for c in batches}]
     assert changed and all(set(b["runs"]) & new for b in changed)
-    assert len(changed) <= len({bigger.run_specs[r]["scheme"] for r in new})
+    assert len(changed) <= len(new)
 
 
 def test_estimates_grow_with_the_run():
@@ -230,15 +231,16 @@ def test_scheme_modules_register_rerun_on_change_and_reach_the_jobs(tmp_path, mo
         plain = sweep.Sweep(tiny(scheme="all"))
         s = sweep.Sweep({**tiny(scheme="all"), "scheme_modules": [str(mod)]})
         assert s.experiments["e"]["scheme"][-1] == "quarter"
-        (quarter,) = [b for b in s.batches() if b["scheme"] == "quarter"]
+        (quarter,) = [b for b in s.batches() if "quarter" in b["schemes"]]
+        assert quarter["schemes"] == ["quarter"]  # a module's scheme has batches of its own
         assert f"--scheme-module {mod}" in quarter["modules"]
         # the package's schemes: the same jobs as without the module (no rerun when one is added)
-        assert [b for b in s.batches() if b["scheme"] != "quarter"] == plain.batches()
+        assert [b for b in s.batches() if b["schemes"] != ["quarter"]] == plain.batches()
         assert s.code_version("quarter") != s.code_version("even") == plain.code_version("even")
         before = s.code_version("quarter")
         both = sweep.Sweep({**tiny(scheme="all"), "scheme_modules": [str(mod), str(other)]})
         assert both.code_version("quarter") == before  # another module does not touch this one's runs
-        (quarter,) = [b for b in both.batches() if b["scheme"] == "quarter"]
+        (quarter,) = [b for b in both.batches() if b["schemes"] == ["quarter"]]
         assert "other.py" not in quarter["modules"]
         mod.write_text(mod.read_text() + "# changed\n")
         assert sweep.Sweep({**tiny(), "scheme_modules": [str(mod)]}).code_version("quarter") != before

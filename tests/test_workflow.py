@@ -286,9 +286,9 @@ def test_dry_run_builds_the_expected_dag(tmp_path, path):
     runs = [p for outputs in batches for p in outputs]
     assert len(runs) == len(set(runs)) == len(unique)  # each run in exactly one batch
     assert all(p.startswith(f"results/runs/{config['preset']}-") for p in runs)
-    # a batch is one model's runs of one scheme; several runs share a process
+    # a batch is runs of one model; several runs share a process
     for outputs in batches:
-        assert len({(p.split("/")[2], p.split("/")[-2]) for p in outputs}) == 1
+        assert len({p.split("/")[2] for p in outputs}) == 1
     assert len(batches) <= len(unique) / 4
     assert not (tmp_path / "results").exists()
 
@@ -420,7 +420,7 @@ def test_deleting_one_run_reruns_only_its_batch(smoke, tmp_path):
     assert str(victim.relative_to(work)) in batch
     sw = sweep.Sweep(load_config(SMOKE))
     users = [n for n, e in sw.experiments.items() if set(e["runs"]) & set(batch)]
-    assert 0 < len(users) < len(config["experiments"])
+    assert len(users) > 0
     assert job_counts(proc) == {"simulate": 1, "aggregate": len(users), "plot": len(users), "all": 1}
     others = {p: xr.load_dataset(work / p) for p in batch if p != str(victim.relative_to(work))}
     ok(snakemake(work))

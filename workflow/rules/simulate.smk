@@ -1,5 +1,5 @@
-# The simulations: one job per batch of runs (mecmodel.sweep.Sweep.batches: runs of one model and
-# scheme, packed by their work), each run still its own file at its own path (the run-path
+# The simulations: one job per batch of runs (mecmodel.sweep.Sweep.batches: a model's runs, cut
+# where their paths' hashes say), each run still its own file at its own path (the run-path
 # template is sweep.RUN). A job runs its batch in one process, so the start-up is paid once.
 
 
@@ -7,7 +7,7 @@ for batch in SWEEP.batches():
 
     rule:
         name:
-            f"simulate_{batch['scheme']}_{batch['id']}"
+            f"simulate_{batch['id']}"
         output:
             batch["runs"],
         log:
