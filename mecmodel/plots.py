@@ -45,7 +45,7 @@ def mean_ci(a: np.ndarray, axis: int = 0, level: float = 0.95) -> tuple[np.ndarr
     (and the mean is NaN where there are none).
     """
     import numpy as np
-    from scipy import stats
+    from scipy import special  # stdtrit is what scipy.stats.t.ppf computes, without importing scipy.stats
 
     a = np.asarray(a, dtype=float)
     ok = np.isfinite(a)
@@ -54,7 +54,7 @@ def mean_ci(a: np.ndarray, axis: int = 0, level: float = 0.95) -> tuple[np.ndarr
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(np.where(ok, a, np.nan), axis=axis)
         sd = np.nanstd(np.where(ok, a, np.nan), axis=axis, ddof=1)
-        q = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1))
+        q = special.stdtrit(np.maximum(n - 1, 1), 0.5 + level / 2)  # the Student-t quantile
         half = np.where(n >= 2, q * sd / np.sqrt(np.maximum(n, 1)), np.nan)
     return mean, mean - half, mean + half, n
 

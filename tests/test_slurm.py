@@ -50,8 +50,21 @@ SLURM_ARGS = (
 )
 
 
+#: The experiments of the smoke config swept on SLURM: every scheme, the exact solvers, and a
+#: scheme parameter, in a few batches (the whole smoke sweep adds nothing to what SLURM must show).
+EXPERIMENTS = ("cost_vs_K", "optimality_gap", "cost_vs_V")
+
+
+def smoke_subset(directory: Path) -> Path:
+    config = yaml.safe_load(SMOKE.read_text())
+    config["experiments"] = {n: config["experiments"][n] for n in EXPERIMENTS}
+    path = directory / "smoke-subset.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def sweep(workdir: Path, profile: str, *args: str) -> subprocess.CompletedProcess:
-    """The smoke sweep in ``workdir`` with ``profiles/<profile>``; asserts that it succeeds."""
+    """The smoke subset's sweep in ``workdir`` with ``profiles/<profile>``; asserts that it succeeds."""
     env = dict(os.environ)
     # The rules (also inside SLURM jobs, which get this environment) call the `mecmodel`
     # console script installed beside this interpreter.
@@ -60,7 +73,7 @@ def sweep(workdir: Path, profile: str, *args: str) -> subprocess.CompletedProces
         # SIGTERM first: Snakemake then cancels its SLURM jobs; SIGKILL 30 s later.
         *("timeout", "-k", "30", str(LIMIT)),
         *(sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir)),
-        *("--configfile", str(SMOKE), "--workflow-profile", str(PROFILES / profile)),
+        *("--configfile", str(smoke_subset(workdir)), "--workflow-profile", str(PROFILES / profile)),
         *args,
     ]
     # A session of its own, so that an interrupted test can stop the sweep and all it started.
@@ -123,11 +136,11 @@ def test_slurm_results_are_identical_to_the_local_run(slurm_run, local_run):
     """Runs and aggregates, values and attrs: none of them records a host, user, time or path."""
     work, _ = slurm_run
     runs = run_files(work)
-    assert runs == run_files(local_run)
-    assert len(runs) > 1
+    assert runs and set(runs) <= set(run_files(local_run))  # local_run is the whole smoke sweep
+    assert len(runs) > 30
     for run in runs:
         xr.testing.assert_identical(xr.load_dataset(work / run), xr.load_dataset(local_run / run))
-    for name in yaml.safe_load(SMOKE.read_text())["experiments"]:
+    for name in EXPERIMENTS:
         a = xr.load_dataset(work / "results" / f"{name}.nc")
         b = xr.load_dataset(local_run / "results" / f"{name}.nc")
         xr.testing.assert_identical(a, b)
@@ -140,7 +153,7 @@ def test_every_simulation_ran_inside_a_slurm_job(slurm_run, cluster):
     job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
     runs = run_files(work)
     group = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())["group-components"]["simulate"]
-    batches = mecsweep.Sweep(yaml.safe_load(SMOKE.read_text())).batches()  # the simulation jobs
+    batches = mecsweep.Sweep(yaml.safe_load(smoke_subset(work).read_text())).batches()  # the simulation jobs
     assert len(batches) < len(runs)
     assert len(job_ids) == len(set(job_ids)) == math.ceil(len(batches) / group)
     # slurmctld itself saw each of them finish with exit code 0.
