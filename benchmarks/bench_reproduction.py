@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         + f" (total {sum(cpu.values()):.1f})"
     )
     print(
-        f"fused limit (this checkout's Algorithm 1 update, K = 100 x 10 seeds, one core): {fused / 1e6:.2f} M device-blocks/s"
+        f"fused limit F (Algorithm 1's update in the engine running this script, K = 100 x 10 seeds, one core): "
+        f"{fused / 1e6:.2f} M device-blocks/s"
     )
     print(f"efficiency: {blocks / (wall * a.cores) / fused:.3f}")
     if not a.keep:
