@@ -5,7 +5,9 @@ Where each equation lives:
     (1), (2), (5)-(8)   mecmodel/queues.py (pure functions of arrays)
     (3), (4)            mecmodel/channel.py
     the environment     mecmodel/env.py (state, action, one block's step, random streams)
-    (22)-(36)           mecmodel/policies/qlearning.py (Algorithms 1 and 2)
+    (1)-(8), (22)-(36)  mecmodel/engine.py, compiled: the block, the learners' update, the
+                        built-in policies, a built-in scheme's whole loop (what every run executes)
+    (22)-(36)           mecmodel/policies/qlearning.py (Algorithms 1 and 2: features, states, interface)
     fixed rules         mecmodel/policies/rules.py; the interface in mecmodel/policies/base.py
     schemes             mecmodel/schemes.py (the registry)
     the loop            mecmodel/simulation.py
