@@ -1,4 +1,4 @@
-"""Parameter sweep of mecmodel: config -> one run per point -> one aggregate and one figure per experiment.
+"""Parameter sweep of mecmodel: config -> batches of runs -> one aggregate and its figure per experiment.
 
     snakemake                                  # the paper's figures (config/config.yaml)
     snakemake --configfile config/smoke.yaml   # the same pipeline in seconds
@@ -34,13 +34,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/aggregate.smk"
-include: "workflow/rules/figures.smk"
 
 
 localrules:
     all,
     aggregate,
-    plot,
 
 
 rule all:

@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="output NetCDF path")
     g.add_argument("--experiment", default=None, help="experiment name stored in the attrs")
     g.add_argument("--config-json", default=None, help="JSON text of the experiment's config, stored in the attrs")
+    g.add_argument("--figure", default=None, help="also draw this figure from the aggregate (see mecmodel.plots.FIGURES)")
+    g.add_argument("--png", default=None, help="with --figure: output PNG path")
+    g.add_argument("--pdf", default=None, help="with --figure: output PDF path")
 
     f = sub.add_parser("plot", parents=[mods], help="draw one figure from an aggregated dataset")
     f.add_argument("figure", help="figure name (see mecmodel.plots.FIGURES)")
@@ -255,9 +258,24 @@ def cmd_simulate_batch(a: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(a: argparse.Namespace) -> int:
+    if (a.figure is None) != (a.png is None) or (a.figure is None) != (a.pdf is None):
+        raise _Fail("--figure, --png and --pdf: give all three or none")
+    if a.figure is not None:
+        from .plots import FIGURES
+
+        # before any work: a bad name or path writes nothing
+        if a.figure not in FIGURES:
+            raise _Fail(f"--figure: must be one of {', '.join(FIGURES)}, got {a.figure!r}")
+        for flag, path, suffix in (("--png", a.png, ".png"), ("--pdf", a.pdf, ".pdf")):
+            if not path.lower().endswith(suffix):
+                raise _Fail(f"{flag}: must end in {suffix}, got {path!r}")
     from .results import aggregate
 
     aggregate(a.inputs, a.output, experiment=a.experiment, config_json=a.config_json)
+    if a.figure is not None:
+        from .plots import plot
+
+        plot(a.figure, a.output, a.png, a.pdf)
     return 0
 
 

@@ -403,3 +403,36 @@ def test_theme_is_seaborns_whitegrid_paper():
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert out.pop("axes.prop_cycle") == [list(c) for c in plots.DEEP]
     assert out == plots.THEME
+
+
+def test_aggregate_draws_its_figure_in_the_same_job(tmp_path):
+    """mecmodel aggregate --figure: the aggregate and its figure from one process (the workflow's
+    aggregate rule); bad figure arguments are one line, exit 2, and nothing written."""
+    import subprocess
+    import sys
+
+    from mecmodel.dataset import write_atomic
+
+    run = tmp_path / "run.nc"
+    write_atomic(mecmodel.simulate(K=2, scheme="even", seeds=2, blocks=8), run)
+    base = [sys.executable, "-m", "mecmodel", "aggregate", str(run), "-o", "agg.nc", "--experiment", "e"]
+    for extra, message in (
+        (["--figure", "nope", "--png", "a.png", "--pdf", "a.pdf"], "--figure: must be one of"),
+        (["--figure", "cost_vs_block", "--png", "a.png"], "--figure, --png and --pdf: give all three or none"),
+        (["--figure", "cost_vs_block", "--png", "a.jpg", "--pdf", "a.pdf"], "--png: must end in .png"),
+    ):
+        r = subprocess.run([*base, *extra], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith(f"mecmodel: error: {message}"), r.stderr
+        assert len(r.stderr.splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["run.nc"]
+    r = subprocess.run(
+        [*base, "--figure", "cost_vs_block", "--png", "a.png", "--pdf", "a.pdf"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "a.pdf").read_bytes()[
+        :5
+    ] == b"%PDF-"
+    with xr.open_dataset(tmp_path / "agg.nc") as agg:
+        assert agg.attrs["experiment"] == "e"

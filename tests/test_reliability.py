@@ -144,8 +144,11 @@ KILL_POINTS = [
     ),
     KillPoint("an aggregate half-written", lambda w, t: _writing(w, t, "results")),
     KillPoint(
-        "a plot job running",
-        lambda w, t: _job_running(w, t, "plot", lambda w_, rel: w_ / "results" / "figures" / rel.with_suffix(".pdf")),
+        "an aggregate job drawing its figure (the aggregate written, the figure not yet)",
+        lambda w, t: any(
+            _fresh(nc, t) and not (w / "results" / "figures" / f"{nc.stem}.pdf").exists()
+            for nc in (w / "results").glob("*.nc")
+        ),
     ),
     KillPoint("a figure half-written", lambda w, t: _writing(w, t, "results/figures")),
 ]

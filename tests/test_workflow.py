@@ -282,7 +282,7 @@ def test_dry_run_builds_the_expected_dag(tmp_path, path):
     proc = ok(snakemake(tmp_path, "-n", configfile=path))
     n = len(config["experiments"])
     batches = [outputs for rule, outputs in planned_jobs(proc) if rule == "simulate"]
-    assert job_counts(proc) == {"simulate": len(batches), "aggregate": n, "plot": n, "all": 1}
+    assert job_counts(proc) == {"simulate": len(batches), "aggregate": n, "all": 1}  # an aggregate draws its figure
     runs = [p for outputs in batches for p in outputs]
     assert len(runs) == len(set(runs)) == len(unique)  # each run in exactly one batch
     assert all(p.startswith(f"results/runs/{config['preset']}-") for p in runs)
@@ -325,7 +325,7 @@ def test_smoke_produces_every_aggregate_figure_and_the_report(smoke):
         assert (smoke / "results" / f"{name}.nc").is_file()
         assert (smoke / "results" / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (smoke / "results" / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
-        assert (smoke / "results" / "logs" / "plot" / f"{name}.log").is_file()
+        assert (smoke / "results" / "logs" / "aggregate" / f"{name}.log").is_file()
         assert (smoke / "results" / "benchmarks" / "aggregate" / f"{name}.tsv").is_file()
     runs = find_runs(smoke / "results")
     assert len(runs) == len(points(config))
@@ -421,7 +421,7 @@ def test_deleting_one_run_reruns_only_its_batch(smoke, tmp_path):
     sw = sweep.Sweep(load_config(SMOKE))
     users = [n for n, e in sw.experiments.items() if set(e["runs"]) & set(batch)]
     assert len(users) > 0
-    assert job_counts(proc) == {"simulate": 1, "aggregate": len(users), "plot": len(users), "all": 1}
+    assert job_counts(proc) == {"simulate": 1, "aggregate": len(users), "all": 1}
     others = {p: xr.load_dataset(work / p) for p in batch if p != str(victim.relative_to(work))}
     ok(snakemake(work))
     xr.testing.assert_identical(xr.load_dataset(victim), before)
@@ -449,7 +449,7 @@ def test_changing_one_experiment_reruns_only_its_jobs(smoke, tmp_path):
     sw = sweep.Sweep(new)
     users = {n for n, e in sw.experiments.items() if set(e["runs"]) & rerun}
     assert "cost_vs_arrival" in users
-    assert job_counts(proc) == {"simulate": len(batches), "aggregate": len(users), "plot": len(users), "all": 1}
+    assert job_counts(proc) == {"simulate": len(batches), "aggregate": len(users), "all": 1}
     planned = planned_outputs(proc)
     assert {p for p in planned if p.startswith("results/") and p.endswith(".nc") and "/runs/" not in p} == {
         f"results/{n}.nc" for n in users
