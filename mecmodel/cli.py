@@ -78,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="output NetCDF path")
     g.add_argument("--experiment", default=None, help="experiment name stored in the attrs")
     g.add_argument("--config-json", default=None, help="JSON text of the experiment's config, stored in the attrs")
-    g.add_argument("--figure", default=None, help="also draw this figure from the aggregate (see mecmodel.plots.FIGURES)")
+    g.add_argument(
+        "--figure", default=None, help="also draw this figure from the aggregate (see mecmodel.plots.FIGURES)"
+    )
     g.add_argument("--png", default=None, help="with --figure: output PNG path")
     g.add_argument("--pdf", default=None, help="with --figure: output PDF path")
 
