@@ -503,7 +503,25 @@ def grid_expm1(sc, grid):
 
 
 @jit
-def myopic_power(qk, hk, sc, rule, n, grid, V, reading, e_grid):
+def share_power(hk, share, sc):
+    """(4) for a share of a task's back end, capped at p_max: the power of EvenShare and RandomShare."""
+    bits = sc[ZETA] * sc[W_] * share
+    return _nmin(sc[GAP] / hk * math.expm1(bits / (sc[TAU] * sc[BW]) * LN2), sc[P_MAX])
+
+
+@jit
+def share_powers(h, share, sc):
+    """:func:`share_power` of every WD: h and share (S, K)."""
+    S, K = h.shape
+    p = np.empty((S, K))
+    for s in range(S):
+        for k in range(K):
+            p[s, k] = share_power(h[s, k], share[s, k], sc)
+    return p
+
+
+@jit
+def myopic_power(qk, hk, sc, rule, n, grid, V, reading, e_grid, binary):
     """The power of a one-block search at one WD (MyopicWD, DriftPlusPenaltyWD).
 
     Candidates, ascending: 0; the powers (4) that carry back ends of c_j = W j / (grid - 1),
@@ -532,7 +550,7 @@ def myopic_power(qk, hk, sc, rule, n, grid, V, reading, e_grid):
             cap = math.floor(c + 0.5)
         if capped:
             cap = math.floor(c_max)
-        loc, off, unc, dl, stk = wd_partition(qk, cap, sc, rule, False)
+        loc, off, unc, dl, stk = wd_partition(qk, cap, sc, rule, binary)
         if off <= 0.0:
             ptx = 0.0
         elif off == cap and not capped:
@@ -561,14 +579,14 @@ def myopic_power(qk, hk, sc, rule, n, grid, V, reading, e_grid):
 
 
 @jit
-def myopic_powers(q, h, sc, rule, n, grid, V, reading):
+def myopic_powers(q, h, sc, rule, n, grid, V, reading, binary):
     """:func:`myopic_power` of every WD of every seed, (S, K)."""
     S, K = q.shape
     p = np.empty((S, K))
     e_grid = grid_expm1(sc, grid)
     for s in range(S):
         for k in range(K):
-            p[s, k] = myopic_power(q[s, k], h[s, k], sc, rule, n, grid, V, reading, e_grid)
+            p[s, k] = myopic_power(q[s, k], h[s, k], sc, rule, n, grid, V, reading, e_grid, binary)
     return p
 
 
@@ -613,14 +631,12 @@ def run_blocks(t0, t1, h, beta, draws, q, q_ser, sc, rule, binary, start, wd_cod
                 if wd_code == WD_FIXED:
                     p[s, k] = wd_par[0] * sc[P_MAX]
                 elif wd_code == WD_SHARE or wd_code == WD_RANDOM:
-                    share = wd_par[0] if wd_code == WD_SHARE else draws[i, s, k]
-                    bits = sc[ZETA] * sc[W_] * share
-                    p[s, k] = _nmin(sc[GAP] / ht[s, k] * math.expm1(bits / (sc[TAU] * sc[BW]) * LN2), sc[P_MAX])
+                    p[s, k] = share_power(ht[s, k], wd_par[0] if wd_code == WD_SHARE else draws[i, s, k], sc)
                 elif wd_code == WD_ALG1:
                     p[s, k] = l1[3][s * K + k, 0] * sc[P_MAX]
                 else:
                     V = wd_par[2] if wd_code == WD_DPP else 0.0
-                    p[s, k] = myopic_power(q[s, k], ht[s, k], sc, rule, n, grid, V, int(wd_par[3]), e_grid)
+                    p[s, k] = myopic_power(q[s, k], ht[s, k], sc, rule, n, grid, V, int(wd_par[3]), e_grid, binary)
         # server actions
         for s in range(S):
             if srv_code == SRV_ALG2:

@@ -253,7 +253,8 @@ class MECEnv:
             )
         whole = bool(action.whole_task)
         wd, flags, slot, seed = engine.buffers(self.S, P.K, P.n_slots)
-        # (9b)-(9d): the action space is a box, as Gymnasium's; the kernel clips to it (NaN stays NaN)
+        # (9b), (9d): the action space is a box, as Gymnasium's; the kernel clips to it (NaN stays NaN;
+        # (9c) is the partition's local_max)
         engine.advance(
             self._column(o.t), o.q, o.h, o.beta, o.q_ser, _f64(action.p), _f64(action.f_ser), self.scalars,
             self.rule, whole, self._start, wd, flags, slot, seed, self._rec, self._dev, self._work,

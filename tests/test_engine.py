@@ -224,3 +224,42 @@ def test_compare_engines_script(tmp_path, capsys) -> None:
     assert compare_engines.main([str(tmp_path / "oracle.nc"), str(tmp_path / "engine.nc")]) == 0
     out = capsys.readouterr().out
     assert "2 scheme-point cells" in out and "larger difference: 0" in out
+
+
+@pytest.mark.parametrize("fraction", [0.35, 0.7])
+@pytest.mark.parametrize("scheme", ["even", "even_min_energy", "random"])
+def test_share_rules_have_the_same_bits_on_both_loops(scheme: str, fraction: float) -> None:
+    """EvenShare and RandomShare ask for the power that carries exactly their share of a back end,
+    so (3)'s floor sits on an integer: both loops must compute (4) with the same function
+    (engine.share_power), or a last-bit difference flips the capacity (at 0.35 and 0.7 it did)."""
+    over = {"K": 5, "even_fraction": fraction, "arrival_prob": 0.6}
+    _assert_same_bits(_run(scheme, [0, 3], 150, **over), _run(scheme, [0, 3], 150, python_loop=True, **over), scheme)
+
+
+def test_myopic_subclasses_search_what_they_define() -> None:
+    """A MyopicWD with whole_task searches binary offloading; one that redefines its objective is
+    searched over that objective (the numpy search of block_cost), not the built-in one."""
+    from mecmodel.env import Observation
+    from mecmodel.policies import PolicyContext
+    from mecmodel.policies.myopic import MyopicWD
+
+    class Binary(MyopicWD):
+        whole_task = True
+
+    class MostServed(MyopicWD):
+        def objective(self, q, served, energy):
+            return -served
+
+    P = make_params("default", {"K": 3})
+    q = np.array([[1.5e8, 3.5e8, 2e8], [0.7e8, 1e8, 4e8]])
+    h = np.array([[1e3, 1e5, 30.0], [1e6, 3e2, 1e4]])
+    obs = Observation(0, q, h, np.zeros((2, 3, P.n_slots)), np.zeros(2))
+    for cls in (Binary, MostServed, MyopicWD):
+        pol = cls()
+        env = MECEnv(P, [0, 1])
+        pol.reset(PolicyContext(P, (0, 1), env), obs)
+        cands = pol.candidates(h)
+        want = np.take_along_axis(
+            cands, np.argmin(pol.block_cost(q[..., None], h[..., None], cands), -1)[..., None], -1
+        )
+        np.testing.assert_allclose(pol.act(obs), want[..., 0], rtol=1e-14, atol=0, err_msg=cls.__name__)

@@ -94,12 +94,24 @@ class MyopicWD(WDPolicy):
 
     def act(self, obs: Observation) -> np.ndarray:
         """The candidate of least :meth:`block_cost` (the lowest power among equal costs), searched
-        per WD in the compiled engine (:func:`mecmodel.engine.myopic_power`)."""
+        per WD in the compiled engine (:func:`mecmodel.engine.myopic_power`); a subclass that
+        redefines the candidates or the objective is searched over its own, here."""
+        own = type(self)
+        if (
+            own.candidates is not MyopicWD.candidates
+            or own.block_cost is not MyopicWD.block_cost
+            or (own.objective not in (MyopicWD.objective, DriftPlusPenaltyWD.objective))
+        ):
+            powers = self.candidates(obs.h)  # (S, K, grid + 1)
+            cost = self.block_cost(obs.q[..., None], obs.h[..., None], powers)
+            best = np.argmin(cost, axis=-1)[..., None]  # the lowest power among equal costs
+            return np.take_along_axis(powers, best, axis=-1)[..., 0]
         P = self.ctx.params
         sc = engine.scalars(P, float(self.local_max))
         reading = int(self.reading == "start")
         q, h = np.asarray(obs.q, dtype=float), np.asarray(obs.h, dtype=float)
-        return engine.myopic_powers(q, h, sc, engine.RULES[P.local_service], P.n_slots, self.grid, self._V, reading)
+        rule = engine.RULES[P.local_service]
+        return engine.myopic_powers(q, h, sc, rule, P.n_slots, self.grid, self._V, reading, bool(self.whole_task))
 
 
 class MyopicServer(ServerPolicy):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import channel
+from .. import engine
 from ..env import Observation
 from .base import PolicyContext, ServerPolicy, WDPolicy
 
@@ -21,9 +21,12 @@ class ShareOfTask(WDPolicy):
         raise NotImplementedError
 
     def act(self, obs: Observation) -> np.ndarray:
+        """(4) for the share (:func:`mecmodel.engine.share_power`, the compiled loop's own code)."""
         P = self.ctx.params
-        bits = P.zeta * P.task_cycles * np.asarray(self.share(obs))
-        return np.minimum(channel.power_for_bits(obs.h, bits, P.bandwidth, P.snr_gap, P.tau), P.p_max)
+        h = np.asarray(obs.h, dtype=np.float64)
+        share = np.ascontiguousarray(np.broadcast_to(np.asarray(self.share(obs), dtype=np.float64), h.shape))
+        local_max = float(np.floor(P.n_slots * P.tau * P.f_wd_max))
+        return engine.share_powers(h, share, engine.scalars(P, local_max))
 
 
 class EvenShare(ShareOfTask):
