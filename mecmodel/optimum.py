@@ -412,52 +412,110 @@ class _Shared:
         G(post(c), off(c), y), over the capacities that gain can carry below p_max (so no power is
         ever clipped and the offload stays on the grid); ``decomposed`` keeps its WDs' own choice,
         lowered to the largest feasible capacity. The server then leaves the queue (y - s) units
-        that its policy chose, so work off the grid is served too."""
+        that its policy chose, so work off the grid is served too. Compiled per seed
+        (:func:`_decide_seed`)."""
         ps, fs = [], []
         self.choices = []  # per seed: (WD capacities in units, units the server leaves), for tests
-        for s, sol in enumerate(self.solutions):  # a loop over seeds: S table look-ups per block
+        beta = obs.beta.sum(axis=-1)
+        for s, sol in enumerate(self.solutions):
             m = sol.model
             P = m.P
             self._check_grid(m, s, obs.q[s], float(obs.q_ser[s]))
-            x = np.minimum(np.round(obs.q[s] / m.unit), m.nx - 1).astype(int)
-            a = np.minimum(obs.beta[s].sum(axis=-1), m.na - 1).astype(int)
-            h = obs.h[s]
-            y = int(min(round(obs.q_ser[s] / m.unit), m.ny - 1))
-            # (K, nc): the power each capacity needs at the observed gain, and the WD's energy cost
-            cap = np.arange(m.nc) * m.unit
-            with np.errstate(over="ignore"):
-                p_cmd = channel.power_for_bits(h[:, None], P.zeta * (cap + 0.5), P.bandwidth, P.snr_gap, P.tau)
-                off = m.off[x] * m.unit
-                p_tx = np.where(
-                    off > 0, channel.power_for_bits(h[:, None], P.zeta * off, P.bandwidth, P.snr_gap, P.tau), 0.0
-                )
-            feasible = (np.arange(m.nc) == 0) | (p_cmd <= P.p_max)
-            energy = np.where(feasible, P.w4 * (m.e_loc[x] + queues.offload_energy(p_tx, P.tau)), np.inf)
-            combos = m.combos  # (A, K) joint capacity indices, row-major
-            ks = np.arange(m.K)
-            post = np.minimum(x - m.served[x, combos] + a * m.grid.per_task, m.nx - 1)  # (A, K)
-            xp = np.ravel_multi_index(tuple(post.T), (m.nx,) * m.K)
-            off_tot = m.off[x, combos].sum(axis=1)
-            if sol.joint:
-                total = energy[ks, combos].sum(axis=1) + sol.G[xp, off_tot, y]
-                best = int(np.argmin(total))
-            else:
-                hb = np.searchsorted(m.edges, h / m.mean_gain)
-                w = np.ravel_multi_index((x, a, hb), (m.nx, m.na, m.nh))
-                c = np.array(
-                    np.unravel_index(
-                        int(sol.wd_action[int(np.ravel_multi_index(tuple(w), (m.nw,) * m.K)), y]), (m.nc,) * m.K
-                    )
-                )
-                c = np.array([max(j for j in range(ck + 1) if feasible[k, j]) for k, ck in enumerate(c)])
-                best = int(np.ravel_multi_index(tuple(c), (m.nc,) * m.K))
-            c = combos[best]
-            left = y - int(sol.server_action[xp[best], off_tot[best], y])  # units the server leaves
-            self.choices.append((c, left))
-            serve = max(float(obs.q_ser[s]) - left * m.unit, 0.0)
-            ps.append(np.where(c > 0, p_cmd[ks, c], 0.0))
-            fs.append(np.full(P.n_slots, np.ceil(serve / P.n_slots) / P.tau))
+            G = sol.G if sol.joint else np.zeros((1, 1, 1))
+            wd_action = np.zeros((1, 1), dtype=np.int64) if sol.joint else sol.wd_action
+            p, f, c, left = _decide_seed(
+                np.asarray(obs.q[s], dtype=np.float64), np.asarray(beta[s], dtype=np.float64),
+                np.asarray(obs.h[s], dtype=np.float64), float(obs.q_ser[s]), m.unit, m.nx, m.na, m.nh, m.nc, m.ny,
+                m.grid.per_task, m.served, m.off, m.e_loc, G, sol.server_action, wd_action, m.edges, m.mean_gain,
+                sol.joint, P.zeta, P.tau, P.bandwidth, P.snr_gap, P.p_max, P.w4, P.n_slots,
+            )  # fmt: skip
+            self.choices.append((c, int(left)))
+            ps.append(p)
+            fs.append(np.full(P.n_slots, f))
         return np.array(ps), np.array(fs)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rint(v: float) -> float:
+    """np.rint for a scalar: to the nearest integer, ties to even."""
+    r = math.floor(v)
+    d = v - r
+    if d > 0.5 or (d == 0.5 and r % 2 == 1):
+        return r + 1.0
+    return r
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _decide_seed(q, arrivals, h, q_ser, unit, nx, na, nh, nc, ny, per_task, served, off, e_loc, G, server_action,
+                 wd_action, edges, mean_gain, joint, zeta, tau, bw, gap, p_max, w4, n):  # fmt: skip
+    """One seed's block of :meth:`_Shared._decide`: (WD powers (K,), the server's slot rate, the WD
+    capacities in units (K,), the units the server leaves)."""
+    K = q.shape[0]
+    ln2 = math.log(2.0)
+    x = np.empty(K, dtype=np.int64)
+    a = np.empty(K, dtype=np.int64)
+    for k in range(K):
+        x[k] = int(min(_rint(q[k] / unit), nx - 1))
+        a[k] = int(min(arrivals[k], na - 1))
+    y = int(min(_rint(q_ser / unit), ny - 1))
+    # (K, nc): the power each capacity needs at the observed gain (4), and the WD's energy cost
+    p_cmd = np.empty((K, nc))
+    energy = np.empty((K, nc))
+    for k in range(K):
+        for j in range(nc):
+            p_cmd[k, j] = gap / h[k] * math.expm1(zeta * (j * unit + 0.5) / (tau * bw) * ln2)
+            o = off[x[k], j] * unit
+            p_tx = gap / h[k] * math.expm1(zeta * o / (tau * bw) * ln2) if o > 0.0 else 0.0
+            feasible = j == 0 or p_cmd[k, j] <= p_max
+            energy[k, j] = w4 * (e_loc[x[k], j] + tau * p_tx) if feasible else math.inf
+    c = np.zeros(K, dtype=np.int64)
+    if joint:
+        best = math.inf
+        A = nc**K
+        for i in range(A):  # joint capacities, row-major over the WDs
+            total = 0.0
+            xp = 0
+            off_tot = 0
+            rest = i
+            ck = np.empty(K, dtype=np.int64)
+            for k in range(K - 1, -1, -1):
+                ck[k] = rest % nc
+                rest //= nc
+            for k in range(K):
+                total += energy[k, ck[k]]
+                xp = xp * nx + min(x[k] - served[x[k], ck[k]] + a[k] * per_task, nx - 1)
+                off_tot += off[x[k], ck[k]]
+            total += G[xp, off_tot, y]
+            if total < best:
+                best = total
+                for k in range(K):
+                    c[k] = ck[k]
+    else:
+        widx = 0
+        for k in range(K):
+            v = h[k] / mean_gain[k]
+            hb = 0
+            while hb < edges.shape[0] and edges[hb] < v:  # np.searchsorted, side "left"
+                hb += 1
+            widx = widx * (nx * na * nh) + (x[k] * na + a[k]) * nh + hb
+        rest = wd_action[widx, y]
+        for k in range(K - 1, -1, -1):
+            c[k] = rest % nc
+            rest //= nc
+        for k in range(K):  # lowered to the largest capacity the gain carries below p_max
+            while c[k] > 0 and not p_cmd[k, c[k]] <= p_max:
+                c[k] -= 1
+    xp = 0
+    off_tot = 0
+    for k in range(K):
+        xp = xp * nx + min(x[k] - served[x[k], c[k]] + a[k] * per_task, nx - 1)
+        off_tot += off[x[k], c[k]]
+    left = y - server_action[xp, off_tot, y]  # units the server leaves
+    serve = max(q_ser - left * unit, 0.0)
+    p = np.empty(K)
+    for k in range(K):
+        p[k] = p_cmd[k, c[k]] if c[k] > 0 else 0.0
+    return p, math.ceil(serve / n) / tau, c, left
 
 
 def policies(joint: bool = True, grid: Grid | None = None) -> tuple[Callable[[], WDPolicy], Callable[[], ServerPolicy]]:
