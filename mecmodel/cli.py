@@ -178,7 +178,6 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         raise _Fail(f"output: must end in .nc, got {a.output!r}")
 
     from . import simulate_parts
-    from .dataset import write_parts
 
     progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
     parts = simulate_parts(
@@ -191,11 +190,18 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         scheme_params=scheme_params,
         sweep=swept,
     )
-    try:
-        write_parts(parts, a.output)
-    except OSError as e:
-        raise _Fail(f"output: cannot write {a.output}: {e.strerror or e}") from None
+    _write(parts, a.output)
     return 0
+
+
+def _write(parts, output: str) -> None:
+    """A run file, atomically; a failed write is one line naming the file."""
+    from .dataset import write_parts
+
+    try:
+        write_parts(parts, output)
+    except OSError as e:
+        raise _Fail(f"output: cannot write {output}: {e.strerror or e}") from None
 
 
 RUN_KEYS = ("output", "preset", "overrides", "scheme", "scheme_params", "sweep", "seeds", "blocks")
@@ -235,7 +241,6 @@ def cmd_simulate_batch(a: argparse.Namespace) -> int:
         jobs.append((P, run, seeds))
 
     from . import simulate_parts
-    from .dataset import write_parts
 
     progress = a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty())
     began = time.perf_counter()
@@ -250,10 +255,7 @@ def cmd_simulate_batch(a: argparse.Namespace) -> int:
             scheme_params=run["scheme_params"],
             sweep=run["sweep"],
         )
-        try:
-            write_parts(parts, run["output"])
-        except OSError as e:
-            raise _Fail(f"output: cannot write {run['output']}: {e.strerror or e}") from None
+        _write(parts, run["output"])
         print(f"{run['output']}: {time.perf_counter() - start:.2f} s", file=sys.stderr, flush=True)
     print(f"{len(jobs)} runs done in {time.perf_counter() - began:.2f} s", file=sys.stderr, flush=True)
     return 0

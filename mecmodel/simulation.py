@@ -28,7 +28,7 @@ from .policies.rules import EvenShare, FixedPower, FullSpeed, MinEnergy, RandomS
 from .schemes import get_scheme
 
 log = logging.getLogger("mecmodel")
-BUFFER_ROWS = 2**20  # device-blocks the loop buffers before it reduces them (7 arrays of this many floats)
+BUFFER_ROWS = 2**20  # a cap on the slack memory_estimate allows for the engine's per-chunk buffers
 
 
 def memory_estimate(P: Params, n_seeds: int, blocks: int, per_device: bool) -> int:

@@ -314,21 +314,6 @@ def check_results_dir() -> None:
 # ----------------------------------------------------------------------------- experiments
 
 
-def yaml_scalar(value: Any) -> str:
-    """A parameter value as YAML text that ``mecmodel simulate --set`` reads back exactly."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        # PyYAML (YAML 1.1) reads "1e-08" as a string; "1.0e-08" is a float.
-        if "e" in text and "." not in text:
-            text = text.replace("e", ".0e")
-        return text
-    return json.dumps(value)
-
-
 def _grid(where: str, axis: str, values: Sequence) -> list:
     """Grid values as the run paths spell them; two values with one spelling are one point."""
     if axis in INTEGER_AXES:
@@ -467,7 +452,7 @@ class Sweep:
     ``experiments[name]`` holds the resolved grid (``K``, ``arrival_prob``, ``gamma``,
     ``scheme`` as lists), ``seeds``, ``blocks``, ``preset``, ``overrides``, ``model``,
     ``figure``, ``runs`` (run-file paths) and ``json`` (what the aggregate stores).
-    ``models[model]`` holds its preset, overrides and the ``--preset/--set`` arguments.
+    ``models[model]`` holds its preset and overrides.
     """
 
     def __init__(self, config: Mapping[str, Any]):
@@ -514,12 +499,7 @@ class Sweep:
             _check_size(where, make_params(preset, changes), seeds, blocks)
         model = f"{preset}-{params.model_hash()}"
         if model not in self.models:
-            sets = " ".join(f"--set {shlex.quote(f'{k}={yaml_scalar(params.values[k])}')}" for k in sorted(overrides))
-            self.models[model] = {
-                "preset": preset,
-                "overrides": {k: params.values[k] for k in sorted(overrides)},
-                "args": f"--preset {preset} {sets}".strip(),
-            }
+            self.models[model] = {"preset": preset, "overrides": {k: params.values[k] for k in sorted(overrides)}}
         runs = []
         for point in itertools.product(*grid.values(), *model_axes.values()):
             # A swept value equal to the model's own is not spelled in the path: the point is the

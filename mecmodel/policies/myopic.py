@@ -59,6 +59,7 @@ class MyopicWD(WDPolicy):
         P = ctx.params
         self.back_ends = P.task_cycles * np.arange(1, self.grid) / (self.grid - 1)  # c > 0
         self.local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
+        self._sc = engine.scalars(P, float(self.local_max))  # the parameters as the engine reads them
 
     def candidates(self, h: np.ndarray) -> np.ndarray:
         """(..., grid + 1) candidate powers of WDs with gains h, ascending: 0, the capped powers of
@@ -107,7 +108,7 @@ class MyopicWD(WDPolicy):
             best = np.argmin(cost, axis=-1)[..., None]  # the lowest power among equal costs
             return np.take_along_axis(powers, best, axis=-1)[..., 0]
         P = self.ctx.params
-        sc = engine.scalars(P, float(self.local_max))
+        sc = self._sc
         reading = int(self.reading == "start")
         q, h = np.asarray(obs.q, dtype=float), np.asarray(obs.h, dtype=float)
         rule = engine.RULES[P.local_service]

@@ -20,13 +20,16 @@ class ShareOfTask(WDPolicy):
     def share(self, obs: Observation) -> np.ndarray | float:
         raise NotImplementedError
 
+    def reset(self, ctx: PolicyContext, obs: Observation) -> None:
+        super().reset(ctx, obs)
+        P = ctx.params
+        self._sc = engine.scalars(P, float(np.floor(P.n_slots * P.tau * P.f_wd_max)))  # as the engine reads them
+
     def act(self, obs: Observation) -> np.ndarray:
         """(4) for the share (:func:`mecmodel.engine.share_power`, the compiled loop's own code)."""
-        P = self.ctx.params
         h = np.asarray(obs.h, dtype=np.float64)
         share = np.ascontiguousarray(np.broadcast_to(np.asarray(self.share(obs), dtype=np.float64), h.shape))
-        local_max = float(np.floor(P.n_slots * P.tau * P.f_wd_max))
-        return engine.share_powers(h, share, engine.scalars(P, local_max))
+        return engine.share_powers(h, share, self._sc)
 
 
 class EvenShare(ShareOfTask):
