@@ -18,8 +18,8 @@ import numpy as np
 
 from .atomic import atomic_paths
 from .params import FIELD_BY_NAME, Params, stable_hash
-from .sweep import POINT_DIMS
 from .version import package_version
+from .vocabulary import POINT_DIMS
 
 # name: (units, long_name)
 SERIES = {

@@ -494,7 +494,7 @@ class Params:
 
     def model_hash(self) -> str:
         """Hash of everything but the swept point (the grid axes of mecmodel.sweep)."""
-        from .sweep import AXES
+        from .vocabulary import AXES
 
         return stable_hash({k: v for k, v in self.to_dict().items() if k not in AXES})
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .params import ParamError
-from .sweep import AXES
+from .vocabulary import AXES, MA_WINDOW, ma_window  # noqa: F401  (MA_WINDOW: plots.MA_WINDOW, as before)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CI_TEXT = "mean over seeds, 95% t-interval"
-MA_WINDOW = 25  # blocks in the moving average of cost_vs_block
 DPI = 200
 
 
@@ -443,7 +442,7 @@ def fig_cost_vs_block(ds: xr.Dataset) -> Figure:
     _require(ds, "cost")
     ds, chosen = _fix_point(ds, "cost", {"K": 20, "arrival_prob": 0.4, "gamma": 0.9})
     blocks = ds.sizes.get("block", 0)
-    window = MA_WINDOW if blocks >= 4 * MA_WINDOW else max(1, blocks // 4)
+    window = ma_window(blocks)
     x = ds["block"].values
     schemes = _schemes(ds, "cost")
     paper = [s for s in schemes if not is_reference(s)]

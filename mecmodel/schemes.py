@@ -43,6 +43,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .loading import import_file
 from .optimum import MAX_K
 from .optimum import policies as optimum_policies
 from .params import FIELD_BY_NAME, Field, ParamError
@@ -241,22 +242,6 @@ def order(names: Iterable[str]) -> list[str]:
     """Registered schemes in registration order, then any other name alphabetically."""
     present = [str(s) for s in names]
     return [s for s in SCHEMES if s in present] + sorted(s for s in present if s not in SCHEMES)
-
-
-def import_file(path: Path, prefix: str):
-    """Import a ``.py`` file once per process, as module ``<prefix><hash of its absolute path>``."""
-    path = Path(path).resolve()
-    modname = prefix + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    if modname not in sys.modules:
-        mspec = importlib.util.spec_from_file_location(modname, path)
-        module = importlib.util.module_from_spec(mspec)
-        sys.modules[modname] = module
-        try:
-            mspec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[modname]
-            raise
-    return sys.modules[modname]
 
 
 def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:

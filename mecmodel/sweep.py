@@ -30,11 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .params import ParamError, load_yaml, make_params
-
-#: Swept model parameters, in run-path order, with the prefix of their path component.
-AXES: dict[str, str] = {"K": "K", "arrival_prob": "lam", "gamma": "gamma"}
-#: Coordinates of one run: the swept parameters and the scheme (length-1 dims of a run file).
-POINT_DIMS: tuple[str, ...] = (*AXES, "scheme")
+from .vocabulary import AXES, POINT_DIMS, ma_window
 
 #: An experiment's keys that are not parameter axes; any other key sweeps a parameter (of the model
 #: table or one a scheme declares), e.g. ``f_ser_max: [5.0e9, 1.0e10]`` or ``V: [1, 10]``.
@@ -669,7 +665,6 @@ class Sweep:
     def caption_params(self, wildcards) -> dict:
         """What the caption states: everything that decides what the figure shows."""
         from . import schemes
-        from .plots import MA_WINDOW
 
         exp = self.experiments[wildcards.experiment]
         keys = ("figure", *AXES, "scheme", "seeds", "blocks", "preset", "overrides", "model", "epsilon", "patience")
@@ -678,7 +673,7 @@ class Sweep:
         blocks = exp["blocks"]
         # Same rules as mecmodel.simulation (average_cost) and mecmodel.plots (moving average).
         info["average_from"] = blocks - max(1, int(round(exp["average_fraction"] * blocks)))
-        info["window"] = MA_WINDOW if blocks >= 4 * MA_WINDOW else max(1, blocks // 4)
+        info["window"] = ma_window(blocks)
         info["references"] = [s for s in exp["scheme"] if not schemes.get_scheme(s).in_paper]
         info["descriptions"] = {s: schemes.get_scheme(s).description for s in exp["scheme"]}
         return info

@@ -43,7 +43,7 @@ def agent_files(tmp_path, monkeypatch):
     np.save(tmp_path / "weights.npy", np.array([0.5, 0.3]))
     module = tmp_path / "agent_scheme.py"
     module.write_text(
-        "from mecmodel.policies.agent import register_agent\n"
+        "from mecmodel.agents import register_agent\n"
         f"register_agent('linear_agent', load={str(tmp_path / 'training.py:load_policy')!r},\n"
         f"               weights={str(tmp_path / 'weights.npy')!r}, description='a linear stand-in')\n"
     )
@@ -95,7 +95,7 @@ def test_agent_run_file_records_the_weights(agent_files):
 
 
 def test_agent_errors_are_one_line(agent_files, tmp_path):
-    from mecmodel.policies.agent import register_agent
+    from mecmodel.agents import register_agent
 
     with pytest.raises(ParamError, match="weights: no such file"):
         register_agent("x1", load="a.py:f", weights=str(tmp_path / "none.npy"), description="d")

@@ -1,6 +1,6 @@
 """The PPO agents of train_ppo.py as schemes (a scheme module for `scheme_modules`); train first."""
 
-from mecmodel.policies.agent import register_agent
+from mecmodel.agents import register_agent
 
 for K in (1, 4):
     register_agent(

@@ -1,5 +1,5 @@
 """Train a PPO agent (Stable-Baselines3) on the centralised view and save it; its `load_policy`
-turns the saved file into the callable `mecmodel.policies.agent.register_agent` wraps.
+turns the saved file into the callable `mecmodel.agents.register_agent` wraps.
 
 Not part of the package or of CI (torch and stable-baselines3 are heavy); see docs/rl.md:
 

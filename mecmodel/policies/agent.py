@@ -1,37 +1,22 @@
-"""A trained agent as a scheme: any callable from the centralised observation to the action.
+"""The policies of a trained agent: any callable from the centralised observation to the action.
 
-An agent trained anywhere (with the Gymnasium front end of ``mecmodel.rl`` or otherwise) joins the
-sweep beside every other scheme through a scheme module of a few lines::
-
-    # my_agent_scheme.py, named in a config's scheme_modules
-    from mecmodel.policies.agent import register_agent
-    register_agent("ppo", load="my_training.py:load_policy", weights="ppo_k4.zip",
-                   description="PPO on the centralised view, trained at K = 4")
-
-``load`` names a function (``"path/to/file.py:function"`` or ``"dotted.module:function"``, or the
-function itself) that takes the weights path and returns ``act``: a callable from a batch of
-centralised observations, shape (S, 2 K + K n + 1) = [q (K), h (K), beta (K n), q^ser] per seed
-(as :class:`mecmodel.rl.OffloadingEnv` gives them, float64), to a batch of actions, shape
-(S, K + n) = [p (K) in W, f^ser (n) in cycles/s]; actions outside the box are clipped by the
-environment. It is called once per block for all seeds. The weights file's SHA-256 becomes the
-scheme's ``version``: a new file reruns the agent's simulations and is recorded in its run files.
-The agent sees everything (``information = "centralised"``).
+:class:`AgentWD` and :class:`AgentServer` are the two halves of one joint policy that calls the
+agent once per block for all seeds (:func:`one_per_run` shares it between them). The agent is
+called with a batch of centralised observations, shape (S, 2 K + K n + 1) = [q (K), h (K),
+beta (K n), q^ser] per seed (as :class:`mecmodel.rl.OffloadingEnv` gives them, float64), and
+returns a batch of actions, shape (S, K + n) = [p (K) in W, f^ser (n) in cycles/s]; actions outside
+the box are clipped by the environment. It sees everything (``information = "centralised"``).
+:func:`mecmodel.agents.register_agent` makes a trained agent a scheme.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..env import Observation
-from ..params import ParamError
 from .base import PolicyContext, ServerPolicy, WDPolicy
 
 
@@ -39,27 +24,6 @@ def centralised_observation(obs: Observation) -> np.ndarray:
     """[q (K), h (K), beta (K n), q^ser] per seed, (S, 2 K + K n + 1), float64."""
     S = obs.q.shape[0]
     return np.concatenate([obs.q, obs.h, obs.beta.reshape(S, -1), obs.q_ser[:, None]], axis=1)
-
-
-def _resolve(load: str | Callable) -> Callable:
-    if callable(load):
-        return load
-    where, _, func = str(load).rpartition(":")
-    if not where or not func:
-        raise ParamError(f"load: expected 'file.py:function' or 'module:function', got {load!r}")
-    if where.endswith(".py"):
-        from ..schemes import import_file
-
-        path = Path(where).resolve()
-        if not path.is_file():
-            raise ParamError(f"load: no such file {str(path)!r}")
-        module = import_file(path, "mecmodel_agent_")
-    else:
-        module = importlib.import_module(where)
-    try:
-        return getattr(module, func)
-    except AttributeError:
-        raise ParamError(f"load: {where} has no function {func!r}") from None
 
 
 class _Joint:
@@ -119,36 +83,3 @@ class AgentWD(_AgentHalf, WDPolicy):
 class AgentServer(_AgentHalf, ServerPolicy):
     def act(self, obs: Observation) -> np.ndarray:
         return self.joint(obs)[:, self.ctx.K :]
-
-
-def register_agent(
-    name: str, *, load: str | Callable, weights: str, description: str, kind: str = "reference", **options: Any
-):
-    """Register a trained agent as scheme ``name`` (see the module docstring); returns the Scheme."""
-    from ..schemes import register
-
-    path = Path(weights)
-    if not path.is_file():
-        raise ParamError(f"weights: no such file {str(path.resolve())!r}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    act_cache: dict[str, Callable] = {}
-
-    def make(ctx: PolicyContext) -> _Joint:
-        # The WD and the server halves of one run share one agent call per block.
-        if "act" not in act_cache:
-            act_cache["act"] = _resolve(load)(str(path))
-        return _Joint(act_cache["act"], ctx.K, ctx.params.n_slots)
-
-    joint = one_per_run(make)
-
-    source = sys._getframe(1).f_globals.get("__name__", "?")
-    return register(
-        name,
-        wd=lambda: AgentWD(joint),
-        server=lambda: AgentServer(joint),
-        description=description,
-        kind=kind,
-        version=f"weights-{digest}",
-        source=source,
-        **options,
-    )
