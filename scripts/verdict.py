@@ -1,4 +1,4 @@
-"""The verdict tables of README.md and docs/model.md, from one preset's aggregates.
+"""The verdict tables of docs/results.md and docs/model.md, from one preset's aggregates.
 
     python scripts/verdict.py [--results results] [--prefix stable_]
 
