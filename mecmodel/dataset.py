@@ -19,46 +19,7 @@ import numpy as np
 from .atomic import atomic_paths
 from .params import FIELD_BY_NAME, Params, stable_hash
 from .version import package_version
-from .vocabulary import POINT_DIMS
-
-# name: (units, long_name)
-SERIES = {
-    "cost": ("1", "weighted cost per block, c(s_t) of (8)"),
-    "cost_server_queue": ("1", "server-queue term w1 q^ser of (8)"),
-    "cost_server_energy": ("1", "server-energy term w2 E^ser of (8)"),
-    "cost_wd_queue": ("1", "WD-queue term sum_k w3 q^wd_k of (8)"),
-    "cost_wd_energy": ("1", "WD-energy term sum_k w4 (E^wd_k + E^off_k) of (8)"),
-    "wd_queue_mean": ("cycle", "mean WD queue at the start of the block"),
-    "wd_queue_max": ("cycle", "largest WD queue at the start of the block"),
-    "server_queue": ("cycle", "server queue at the start of the block"),
-    "energy_local": ("J", "local computing energy summed over WDs, (2)"),
-    "energy_offload": ("J", "offloading energy summed over WDs, (5)"),
-    "energy_server": ("J", "server computing energy, (7)"),
-    "tx_power_mean": ("W", "mean transmit power over WDs, (4)"),
-    "offloaded_fraction": ("1", "share of the cycles served this block that were offloaded"),
-    "server_rate_mean": ("cycle s-1", "mean effective server CPU rate over the block's slots"),
-    "alg1_td_error": ("1", "Algorithm 1: |TD error| (24), mean over WDs"),
-    "alg1_rel_change": ("1", "Algorithm 1: ||theta_t+1 - theta_t|| / ||theta_t||, mean over WDs"),
-    "alg2_td_error": ("1", "Algorithm 2: |TD error| (31)"),
-    "alg2_rel_change": ("1", "Algorithm 2: ||eta_t+1 - eta_t|| / ||eta_t||"),
-}
-#: Per-seed long-run averages (over the last ``average_fraction`` of the blocks, as average_cost):
-#: what MEC papers report. Queues in tasks (cycles / W), UDUNITS' "1" with the unit in long_name.
-METRICS = {
-    "mean_queue_wd": ("1", "time-average WD queue in tasks (cycles / W), mean over WDs"),
-    "mean_queue_server": ("1", "time-average server queue in tasks (cycles / W)"),
-    "mean_energy_wd": ("J", "average energy per block of one WD, local (2) + offloading (5), mean over WDs"),
-    "mean_energy_server": ("J", "average server energy per block, (7)"),
-    "mean_energy": ("J", "average energy per block of the whole system, every WD and the server"),
-    "offloaded_share": ("1", "share of the cycles the WDs served that were offloaded to the server"),
-}
-DEVICE = {
-    "wd_queue_k": ("cycle", "WD queue at the start of the block"),
-    "tx_power_k": ("W", "transmit power, (4)"),
-    "local_rate_k": ("cycle s-1", "local CPU rate f^wd (equal in every slot)"),
-    "offloaded_k": ("cycle", "back-end cycles offloaded"),
-}
-
+from .vocabulary import POINT_DIMS, VARIABLES
 
 #: Field units UDUNITS does not know: a coordinate of such a field gets units "1" and the unit in its long_name.
 NOT_UDUNITS = ("dB", "task", "block")
@@ -81,6 +42,23 @@ def axis_attrs(name: str, scheme: str) -> dict[str, str]:
 def point_dims(sweep: Sequence[str] = ()) -> tuple[str, ...]:
     """A run's length-1 dims: K, arrival_prob, gamma, the other swept parameters by name, scheme."""
     return (*POINT_DIMS[:-1], *sorted(sweep), POINT_DIMS[-1])
+
+
+def _per_seed_values(out: dict, n_seeds: int) -> dict[str, Any]:
+    """The per-seed variables of :data:`mecmodel.vocabulary.VARIABLES` from a run's summaries."""
+    values = {name: out[name] for name in ("discounted_cost", "average_cost", "latency")}
+    values.update(out["metrics"])
+    values.update({f"work_{k}": v for k, v in out["work"].items()})
+    nan, never = np.full(n_seeds, np.nan), np.full(n_seeds, -1)
+    diverged = np.zeros(n_seeds, dtype=bool)
+    for alg in ("alg1", "alg2"):
+        summary = out["agents"].get(alg)
+        for key in ("converged_block_median", "converged_block_max", "converged_fraction", "diverged_block"):
+            values[f"{alg}_{key}"] = summary[key] if summary else (never if key == "diverged_block" else nan)
+        if summary:
+            diverged |= summary["diverged_block"] >= 0
+    values["diverged"] = diverged.astype(np.int8)
+    return values
 
 
 def build_dataset(out: dict, P: Params, scheme: str, blocks: int, run: dict[str, Any], sweep: Sequence[str] = ()):
@@ -110,96 +88,27 @@ def dataset_parts(
     def per_seed(a, dtype=np.float64):
         return np.asarray(a, dtype=dtype).reshape(lead + a.shape)
 
-    sdims = dims_point + ("seed", "block")
-    data = {k: (sdims, series(out["series"][k]), {"units": u, "long_name": n}) for k, (u, n) in SERIES.items()}
-    for k, (u, n) in DEVICE.items():
-        if k in out["device"]:
-            data[k] = (sdims + ("wd",), series(out["device"][k]), {"units": u, "long_name": n})
-    pdims = dims_point + ("seed",)
-    gamma = P.gamma
-    data.update(
-        {
-            "discounted_cost": (
-                pdims,
-                per_seed(out["discounted_cost"]),
-                {"units": "1", "long_name": f"discounted sum cost (9a), sum_t gamma^t c_t over {blocks} blocks"},
-            ),
-            "average_cost": (
-                pdims,
-                per_seed(out["average_cost"]),
-                {"units": "1", "long_name": f"long-run average cost per block over blocks >= {out['average_from']}"},
-            ),
-            "latency": (
-                pdims,
-                per_seed(out["latency"]),
-                {"units": "s", "long_name": f"mean task latency by Little's law over blocks >= {out['average_from']}"},
-            ),
-        }
-    )
-    for k, (u, n) in METRICS.items():
-        data[k] = (
-            pdims,
-            per_seed(out["metrics"][k]),
-            {"units": u, "long_name": f"{n}, blocks >= {out['average_from']}"},
-        )
-    for k, v in out["work"].items():
-        data[f"work_{k}"] = (
-            pdims,
-            per_seed(v),
-            {
-                "units": "cycle",
-                "long_name": {
-                    "arrived": "cycles that arrived over the run",
-                    "local": "cycles computed locally at the WDs",
-                    "server": "cycles computed at the server",
-                    "offloaded": "back-end cycles offloaded to the server",
-                    "queued": "cycles still queued at the end (WDs and server)",
-                }[k],
-            },
-        )
-    for alg in ("alg1", "alg2"):
-        a = out["agents"].get(alg)
-        nanv = np.full(len(seeds), np.nan)
-        who = "WDs" if alg == "alg1" else "server"
-        data[f"{alg}_converged_block_median"] = (
-            pdims,
-            per_seed(a["converged_block_median"] if a else nanv),
-            {
-                "units": "1",
-                "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: median block at which the {who} converged (NaN: not converged or not learning)",
-            },
-        )
-        data[f"{alg}_converged_block_max"] = (
-            pdims,
-            per_seed(a["converged_block_max"] if a else nanv),
-            {
-                "units": "1",
-                "long_name": f"{'Algorithm 1' if alg == 'alg1' else 'Algorithm 2'}: block at which the last of the {who} converged (NaN: not all converged)",
-            },
-        )
-        data[f"{alg}_converged_fraction"] = (
-            pdims,
-            per_seed(a["converged_fraction"] if a else nanv),
-            {"units": "1", "long_name": f"share of the {who} that converged"},
-        )
-        data[f"{alg}_diverged_block"] = (
-            pdims,
-            per_seed(a["diverged_block"] if a else np.full(len(seeds), -1), np.int64),
-            {"units": "1", "long_name": f"first block at which a learner of the {who} diverged (-1: never)"},
-        )
-    div = np.zeros(len(seeds), dtype=bool)
-    for a in out["agents"].values():
-        div |= a["diverged_block"] >= 0
-    data["diverged"] = (
-        pdims,
-        per_seed(div.astype(np.int8), np.int8),
-        {
-            "units": "1",
-            "long_name": "1 where a learner diverged in this seed (its weights were frozen at the last finite values)",
-            "flag_values": np.array([0, 1], dtype=np.int8),
-            "flag_meanings": "finite diverged",
-        },
-    )
+    dims = {
+        "block": dims_point + ("seed", "block"),
+        "wd": dims_point + ("seed", "block", "wd"),
+        "seed": dims_point + ("seed",),
+    }
+    context = {"blocks": blocks, "average_from": out["average_from"]}
+    values = _per_seed_values(out, len(seeds))
+    data = {}
+    for var in VARIABLES:
+        if var.per == "block":
+            array = series(out["series"][var.name])
+        elif var.per == "wd":
+            if var.name not in out["device"]:
+                continue
+            array = series(out["device"][var.name])
+        else:
+            array = per_seed(values[var.name], np.dtype(var.dtype))
+        attrs = var.cf_attrs(**context)
+        if "flag_values" in attrs:
+            attrs["flag_values"] = np.array(attrs["flag_values"], dtype=var.dtype)
+        data[var.name] = (dims[var.per], array, attrs)
 
     coords = {
         "K": ("K", np.array([P.K], dtype=np.int64), {"units": "1", "long_name": "number of WDs"}),
@@ -208,7 +117,7 @@ def dataset_parts(
             np.array([P.arrival_prob]),
             {"units": "1", "long_name": "task arrival probability per slot"},
         ),
-        "gamma": ("gamma", np.array([gamma]), {"units": "1", "long_name": "discount factor"}),
+        "gamma": ("gamma", np.array([P.gamma]), {"units": "1", "long_name": "discount factor"}),
         **{
             name: (
                 name,

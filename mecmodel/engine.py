@@ -35,6 +35,8 @@ import math
 import numba
 import numpy as np
 
+from .vocabulary import SERIES
+
 LN2 = math.log(2.0)
 RULES = {"head": 0, "mod_w": 1, "single": 2}
 
@@ -53,30 +55,8 @@ SLOT_ROWS = ("served", "f_eff", "server_cost_grad", "f_ser")
 #: (7, S) per seed
 SEED_ROWS = ("server_queue", "server_energy", "wd_queue", "wd_energy", "e_server", "q_ser_next", "server_cost")
 
-#: Per-block series, in the order of mecmodel.simulation.SERIES (rows of the records array).
-SERIES = (
-    "cost",
-    "cost_server_queue",
-    "cost_server_energy",
-    "cost_wd_queue",
-    "cost_wd_energy",
-    "wd_queue_mean",
-    "wd_queue_max",
-    "server_queue",
-    "energy_local",
-    "energy_offload",
-    "energy_server",
-    "tx_power_mean",
-    "offloaded_fraction",
-    "server_rate_mean",
-    "alg1_td_error",
-    "alg1_rel_change",
-    "alg2_td_error",
-    "alg2_rel_change",
-)
+#: Per-block series and per-WD series: the rows of the records arrays (mecmodel.vocabulary.VARIABLES).
 ALG1_TD, ALG2_TD = SERIES.index("alg1_td_error"), SERIES.index("alg2_td_error")
-#: Per-WD series (rows of the device records), as mecmodel.simulation.DEVICE.
-DEVICE = ("wd_queue_k", "tx_power_k", "local_rate_k", "offloaded_k")
 #: Work totals per seed (rows of the work array): arrived, local, server, offloaded, and the
 #: local and offloaded work of the averaging window.
 WORK = ("arrived", "local", "server", "offloaded", "window_local", "window_offloaded")

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import channel, engine, queues
 from .params import ParamError, Params
+from .vocabulary import DEVICE, SERIES
 
 #: Stream keys of SeedSequence(seed, spawn_key=(key,)). Other names get a key from their hash.
 STREAMS = {
@@ -178,8 +179,8 @@ class StepInfo:
 def scratch_records(S: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Records of one block that nothing reads: where a step records outside a run."""
     return (
-        np.empty((len(engine.SERIES), S, 1)),
-        np.empty((len(engine.DEVICE), S, 0, K)),
+        np.empty((len(SERIES), S, 1)),
+        np.empty((len(DEVICE), S, 0, K)),
         np.zeros((len(engine.WORK), S)),
     )
 

@@ -17,64 +17,19 @@ seaborn are imported inside the functions that need them, so listing :data:`FIGU
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .params import ParamError
+from .statistics import CI_TEXT, default_reference, mean_ci, moving_average, paired_differences
 from .vocabulary import AXES, MA_WINDOW, ma_window  # noqa: F401  (MA_WINDOW: plots.MA_WINDOW, as before)
 
 if TYPE_CHECKING:
-    import numpy as np
     import xarray as xr
     from matplotlib.figure import Figure
 
-CI_TEXT = "mean over seeds, 95% t-interval"
 DPI = 200
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def mean_ci(a: np.ndarray, axis: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and Student-t confidence interval along ``axis``, ignoring NaN.
-
-    Returns ``(mean, lo, hi, n)``; where fewer than two finite values exist the bounds are NaN
-    (and the mean is NaN where there are none).
-    """
-    import numpy as np
-    from scipy import special  # stdtrit is what scipy.stats.t.ppf computes, without importing scipy.stats
-
-    a = np.asarray(a, dtype=float)
-    ok = np.isfinite(a)
-    n = ok.sum(axis=axis)
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(np.where(ok, a, np.nan), axis=axis)
-        sd = np.nanstd(np.where(ok, a, np.nan), axis=axis, ddof=1)
-        q = special.stdtrit(np.maximum(n - 1, 1), 0.5 + level / 2)  # the Student-t quantile
-        half = np.where(n >= 2, q * sd / np.sqrt(np.maximum(n, 1)), np.nan)
-    return mean, mean - half, mean + half, n
-
-
-def moving_average(a: np.ndarray, window: int, axis: int = -1) -> np.ndarray:
-    """Trailing mean over the last ``window`` finite values along ``axis`` (shorter at the start)."""
-    import numpy as np
-
-    a = np.moveaxis(np.asarray(a, dtype=float), axis, -1)
-    ok = np.isfinite(a)
-    csum = np.cumsum(np.where(ok, a, 0.0), axis=-1)
-    ccnt = np.cumsum(ok, axis=-1)
-    pad = [(0, 0)] * (a.ndim - 1) + [(1, 0)]
-    csum, ccnt = np.pad(csum, pad), np.pad(ccnt, pad)
-    idx = np.arange(1, a.shape[-1] + 1)
-    lo = np.maximum(idx - window, 0)
-    s = csum[..., idx] - csum[..., lo]
-    c = ccnt[..., idx] - ccnt[..., lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-    return np.moveaxis(out, -1, axis)
 
 
 # ----------------------------------------------------------------------------- styling
@@ -529,8 +484,6 @@ def _sweep(
 
     missing_diffs = [p[0] for p in panels if p[0].startswith("diff_") and p[0] not in ds.variables]
     if missing_diffs and "scheme" in ds.dims:  # a dataset combined by hand: pair it here as aggregate does
-        from .results import default_reference, paired_differences
-
         ds = paired_differences(ds.copy(), str(ds.attrs.get("reference_scheme") or default_reference(ds)))
     panels = tuple(p for p in panels if not p[0].startswith("diff_") or p[0] in ds.variables)  # one scheme: no pairs
     _require(ds, sweep, *(p[0] for p in panels))

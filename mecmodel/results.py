@@ -1,7 +1,7 @@
 """Reading and combining simulation runs written by the workflow.
 
 The workflow writes one NetCDF file per parameter point at a canonical path, the template
-:data:`mecmodel.sweep.RUN` below ``<root>/runs`` (``{model}`` is ``{preset}-{model_hash}``).
+:data:`mecmodel.vocabulary.RUN` below ``<root>/runs`` (``{model}`` is ``{preset}-{model_hash}``).
 
 * :func:`aggregate` combines the runs of one experiment (a full Cartesian grid of a single
   model) into one dense, compressed dataset with dims ``(K, arrival_prob, gamma, scheme,
@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .params import ParamError, stable_hash
-from .sweep import AXES, POINT_DIMS, RUN_GLOB, canonical_number, parse_run_path, run_path
+from .paths import RUN_GLOB, canonical_number, parse_run_path, run_path
+from .statistics import default_reference, paired_differences
+from .vocabulary import AXES, METRIC_NAMES, POINT_DIMS
 
 __all__ = ["aggregate", "canonical_number", "find_runs", "open_runs", "run_path"]
 RUN_LEVELS = ("model",) + POINT_DIMS
@@ -121,35 +123,6 @@ def _fill_swept(runs: list, swept: list[str]) -> list:
     return out
 
 
-def default_reference(ds) -> str:
-    """The scheme others are paired with when the experiment names none: proposed, else the first."""
-    names = [str(s) for s in ds["scheme"].values]
-    return "proposed" if "proposed" in names else names[0]
-
-
-def paired_differences(ds, reference: str):
-    """Each scheme's per-seed metrics minus the reference scheme's on the same seed: the schemes of a
-    point share their random draws (common random numbers), so the paired difference's interval is
-    the one that says whether a scheme is lower (docs/model.md, note L)."""
-    from .sweep import METRIC_NAMES
-
-    if reference not in ds["scheme"].values:
-        raise ParamError(f"reference: scheme {reference!r} is not in the aggregate ({', '.join(ds['scheme'].values)})")
-    ref = ds.sel(scheme=reference, drop=True)
-    for name in METRIC_NAMES:
-        if name not in ds:
-            continue
-        diff = ds[name] - ref[name]
-        diff.attrs = {
-            "units": ds[name].attrs.get("units", "1"),
-            "long_name": f"{ds[name].attrs.get('long_name', name)}; minus the reference scheme's on the same seed",
-            "reference_scheme": reference,
-        }
-        ds[f"diff_{name}"] = diff.transpose(*ds[name].dims)
-    ds.attrs["reference_scheme"] = reference
-    return ds
-
-
 def _registry_params() -> list:
     from .schemes import SCHEMES
 
@@ -201,13 +174,11 @@ def aggregate(
         "seeds": [int(s) for s in first["seed"].values],
     }
     ref_params = _model_params(first, swept)
-    from .dataset import METRICS
-
     for path, ds in zip(paths, runs, strict=True):
-        if any(name not in ds for name in METRICS):
+        if any(name not in ds for name in METRIC_NAMES):
             raise ParamError(
                 f"inputs: {path} was made by mecmodel {ds.attrs.get('mecmodel_version', '?')}, before runs stored "
-                f"{', '.join(METRICS)}; run it again (the workflow does: the version is a parameter of every run)"
+                f"{', '.join(METRIC_NAMES)}; run it again (the workflow does: the version is a parameter of every run)"
             )
         got = {
             "preset": ds.attrs.get("preset"),

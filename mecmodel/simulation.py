@@ -26,6 +26,7 @@ from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicS
 from .policies.qlearning import Algorithm1, Algorithm2, OnlineQ
 from .policies.rules import EvenShare, FixedPower, FullSpeed, MinEnergy, RandomShare
 from .schemes import get_scheme
+from .vocabulary import DEVICE, SERIES
 
 log = logging.getLogger("mecmodel")
 BUFFER_ROWS = 2**20  # a cap on the slack memory_estimate allows for the engine's per-chunk buffers
@@ -51,9 +52,6 @@ def _memory_limit() -> int:
         return 8 * 2**30
 
 
-#: Per-block series of every run (see mecmodel.dataset.SERIES for units and meanings).
-SERIES = engine.SERIES
-DEVICE = engine.DEVICE
 #: What Policy.update may return (per-seed diagnostics) and Policy.summary may name.
 LEARNER_SERIES = ("alg1_td_error", "alg1_rel_change", "alg2_td_error", "alg2_rel_change")
 LEARNERS = ("alg1", "alg2")
@@ -231,7 +229,7 @@ def simulate_arrays(
         "average_cost": sums[1],
         "latency": engine.window_mean(in_system, start) / rate,
         "average_from": start,
-        # What MEC papers report, over the same window (mecmodel.dataset.METRICS; docs/model.md, note L).
+        # What MEC papers report, over the same window (mecmodel.vocabulary.VARIABLES; docs/model.md, note L).
         "metrics": {
             "mean_queue_wd": engine.window_mean(rec["wd_queue_mean"], start) / W,
             "mean_queue_server": engine.window_mean(rec["server_queue"], start) / W,

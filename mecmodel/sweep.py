@@ -1,11 +1,11 @@
-"""The sweep's logic in one importable home; the Snakemake rules only call it.
+"""The Snakemake driver: a validated config resolved into experiments, runs and jobs.
 
-* the grid axes (:data:`AXES`, declared once) and the canonical spelling of their values;
-* the run-path template (:data:`RUN`): every run file, regex and glob derives from it;
-* config layers (``extends``: a scenario on top of another config, with its own experiment-name
-  prefix) and the checks Snakemake's loader lacks (repeated keys, YTE templates);
+The top of the package (nothing in it imports this module); the workflow's rules call it.
+
+* :func:`prepare`: what the workflow does when it reads a config (files, layers, scenarios,
+  schema: :mod:`mecmodel.config`), then :class:`Sweep`;
 * experiment resolution (:class:`Sweep`): inherited settings, scheme selectors, every point's
-  parameters checked, models, run paths;
+  parameters checked, models, run paths (:mod:`mecmodel.paths`);
 * each run resolved once into the record its job reads (:attr:`Sweep.run_specs`), the runs
   batched into simulation jobs (:meth:`Sweep.batches`) with their memory and runtime
   estimates, and the caption parameters.
@@ -26,285 +26,16 @@ import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from .params import ParamError, load_yaml, make_params
-from .vocabulary import AXES, POINT_DIMS, ma_window
+from .config import SCHEMA, apply_layers, check_results_dir, read_config_file, validate
+from .params import ParamError, make_params
+from .paths import canonical_number, read_value, run_path, spell_value
+from .vocabulary import AXES, FIELD_PATTERNS, INTEGER_AXES, METRIC_NAMES, ma_window
 
 #: An experiment's keys that are not parameter axes; any other key sweeps a parameter (of the model
 #: table or one a scheme declares), e.g. ``f_ser_max: [5.0e9, 1.0e10]`` or ``V: [1, 10]``.
 EXPERIMENT_KEYS = ("figure", *AXES, "scheme", "seeds", "blocks", "preset", "overrides", "metric", "reference")
-#: A run below ``<root>/runs``, without suffix; ``{model}`` is ``<preset>-<model hash>``. ``{extra}``
-#: is empty, or the other swept parameters of the point, ``name=value`` by name joined by commas,
-#: then a slash (:func:`spell_extra`): today's four axes keep the paths they always had.
-RUN = (
-    "{model}/"
-    + "/".join(f"{prefix}{{{axis}}}" for axis, prefix in AXES.items())
-    + "/{extra}{scheme}/s{seeds}-b{blocks}"
-)
-RUN_FILE = f"results/runs/{RUN}.nc"
-#: Folders the rules write into; each must be a directory where it exists.
-RESULT_DIRS = ("results", "results/runs", "results/figures", "results/logs", "results/benchmarks")
-
-#: Canonical numbers as :func:`canonical_number` writes them: no slash, no double dot.
-NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
-_NAME = r"[A-Za-z][A-Za-z0-9_]*"
-#: A swept value in a path: a canonical number, a boolean, or a choice (a name).
-_VALUE = rf"(?:-?{NUMBER}|true|false|{_NAME})"
-#: Each placeholder's wildcard constraint (Snakemake) and regex group.
-FIELD_PATTERNS = {
-    "model": r"[A-Za-z0-9_]+-[0-9a-f]{12}",
-    "K": r"[1-9][0-9]*",
-    "arrival_prob": NUMBER,
-    "gamma": NUMBER,
-    "extra": rf"(?:{_NAME}={_VALUE}(?:,{_NAME}={_VALUE})*/)?",
-    "scheme": r"[A-Za-z][A-Za-z0-9_]*",
-    "seeds": r"[1-9][0-9]*",
-    "blocks": r"[1-9][0-9]*",
-}
-INTEGER_AXES = ("K",)
-
-
-def _template_regex(template: str) -> re.Pattern:
-    out, pos = [], 0
-    for m in re.finditer(r"\{(\w+)\}", template):
-        out.append(re.escape(template[pos : m.start()]))
-        out.append(f"(?P<{m[1]}>{FIELD_PATTERNS[m[1]]})")
-        pos = m.end()
-    return re.compile("".join(out) + re.escape(template[pos:]))
-
-
-#: A run file's path below ``<root>/runs``, parsed back into its fields.
-RUN_PATTERN = _template_regex(RUN + ".nc")
-#: Glob for run files below ``<root>/runs`` (``**``: with or without the extra component).
-RUN_GLOB = re.sub(r"\{\w+\}", "*", RUN.replace("{extra}{scheme}", "**")) + ".nc"
-
-
-def canonical_number(x: float | int | str) -> str:
-    """The one spelling of a grid value used in paths: ``0.4``, ``0.40`` and ``4e-1`` all give ``0.4``."""
-    return format(float(x), ".10g")
-
-
-def _spell(axis: str, value: Any) -> str:
-    return str(int(value)) if axis in INTEGER_AXES else canonical_number(value)
-
-
-def spell_value(name: str, value: Any) -> str:
-    """A swept value as paths spell it: canonical numbers, ``true``/``false``, a choice as is."""
-    from .params import FIELD_BY_NAME
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    field = FIELD_BY_NAME.get(name)
-    if field is not None and field.kind is int:
-        return str(int(value))
-    return canonical_number(value)
-
-
-def read_value(name: str, text: str) -> Any:
-    """A swept value of a path back as a number (int for integer model fields), bool or choice."""
-    from .params import FIELD_BY_NAME
-
-    if text in ("true", "false"):
-        return text == "true"
-    if re.fullmatch(_NAME, text):
-        return text
-    field = FIELD_BY_NAME.get(name)
-    return int(text) if field is not None and field.kind is int else float(text)
-
-
-def spell_extra(extra: Mapping[str, Any]) -> str:
-    """The ``{extra}`` part of a run path: ``""``, or ``a=1,b=0.5/`` ordered by name."""
-    if not extra:
-        return ""
-    return ",".join(f"{name}={spell_value(name, extra[name])}" for name in sorted(extra)) + "/"
-
-
-def parse_extra(text: str) -> dict[str, Any]:
-    """The swept values of an ``{extra}`` part (the inverse of :func:`spell_extra`)."""
-    out = {}
-    for item in filter(None, text.rstrip("/").split(",")):
-        name, _, value = item.partition("=")
-        out[name] = read_value(name, value)
-    return out
-
-
-def run_path(model: str, point: Mapping[str, Any], seeds: int, blocks: int, root: str = "results") -> str:
-    """Canonical path of one run file; ``point`` maps every axis of :data:`POINT_DIMS` to its value,
-    and any other swept parameter of the point (a model or scheme parameter) to its value."""
-    fields = {axis: _spell(axis, point[axis]) for axis in AXES}
-    extra = spell_extra({k: v for k, v in point.items() if k not in POINT_DIMS})
-    return (
-        f"{root}/runs/"
-        + RUN.format(model=model, extra=extra, scheme=point["scheme"], seeds=int(seeds), blocks=int(blocks), **fields)
-        + ".nc"
-    )
-
-
-def parse_run_path(relative: str) -> dict[str, Any] | None:
-    """The fields of a run path below ``<root>/runs`` (typed), or None if it is off the layout.
-
-    Besides ``model``, the axes, ``scheme``, ``seeds`` and ``blocks``, the point's other swept
-    parameters appear under their own names."""
-    m = RUN_PATTERN.fullmatch(relative)
-    if m is None:
-        return None
-    g = m.groupdict()
-    out: dict[str, Any] = {
-        "model": g["model"],
-        "scheme": g["scheme"],
-        "seeds": int(g["seeds"]),
-        "blocks": int(g["blocks"]),
-    }
-    for axis in AXES:
-        out[axis] = int(g[axis]) if axis in INTEGER_AXES else float(g[axis])
-    out.update(parse_extra(g["extra"] or ""))
-    return out
-
-
-# ----------------------------------------------------------------------------- config files
-
-
-def _no_repeats(path: str):
-    def hook(pairs):
-        keys = [k for k, _ in pairs]
-        for key in keys:
-            if keys.count(key) > 1:
-                raise ParamError(f"config: {path}: key {key!r} is given twice; keep one of them")
-        return collections.OrderedDict(pairs)
-
-    return hook
-
-
-def read_config_file(path: str | os.PathLike) -> Any:
-    """Read a config file strictly: repeated keys and YTE templates are refused."""
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text, object_pairs_hook=_no_repeats(str(path)))
-    except ValueError:
-        data = load_yaml(text, str(path))
-    if isinstance(data, dict) and "__use_yte__" in data:
-        # Snakemake has already evaluated the template's Python expressions by now; refusing
-        # the file at least keeps a sweep from running on values computed by code.
-        raise ParamError(
-            f"config: {path}: __use_yte__: YTE templates run Python code; this workflow takes plain YAML configs only"
-        )
-    return data
-
-
-def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike], _seen: tuple[Path, ...] = ()) -> dict:
-    """Resolve ``extends`` and ``prefix``: a config that names a base config is laid on top of it.
-
-    The base (a path relative to the layer's file) is read, itself resolved, and the layer's
-    top-level keys replace the base's, except ``experiments``, which the layer adds to (or
-    replaces by name, or removes with ``name: null``). ``prefix`` is put before the name of every experiment of the result, so
-    that a scenario's aggregates and figures sit beside the base's.
-    """
-    if not isinstance(config.get("experiments", {}), dict):
-        raise ParamError(
-            f"config: experiments: must be a mapping of experiment name: grid, got {config['experiments']!r}"
-        )
-    if "extends" not in config:
-        prefix = str(config.get("prefix", ""))
-        out = {k: v for k, v in config.items() if k != "prefix"}
-        if prefix and isinstance(out.get("experiments"), dict):
-            out["experiments"] = {prefix + name: exp for name, exp in out["experiments"].items()}
-        return out
-    layer_file = next((Path(f) for f in reversed(configfiles) if "extends" in (read_config_file(f) or {})), None)
-    here = layer_file.parent if layer_file is not None else Path.cwd()
-    base_path = here / str(config["extends"])
-    if not base_path.is_file():
-        raise ParamError(f"config: extends: no such config file {str(base_path)!r}")
-    if base_path.resolve() in _seen or (layer_file is not None and base_path.resolve() == layer_file.resolve()):
-        raise ParamError(f"config: extends: {str(base_path)!r} extends itself through a cycle of layers")
-    base = read_config_file(base_path)
-    if not isinstance(base, dict):
-        raise ParamError(f"config: extends: {base_path} is not a mapping of keys")
-    seen = (*_seen, *((layer_file.resolve(),) if layer_file is not None else ()), base_path.resolve())
-    base = apply_layers(base, [base_path], seen)
-    merged = {**base, **{k: v for k, v in config.items() if k not in ("extends", "experiments", "prefix")}}
-    merged["experiments"] = {**base.get("experiments", {}), **config.get("experiments", {})}
-    # a layer removes one of the base's experiments by setting it to null
-    merged["experiments"] = {name: exp for name, exp in merged["experiments"].items() if exp is not None}
-    prefix = str(config.get("prefix", ""))
-    if prefix:
-        merged["experiments"] = {prefix + name: exp for name, exp in merged["experiments"].items()}
-    return merged
-
-
-def _field_name(path: Sequence) -> str:
-    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-    return text.lstrip(".") or "top level"
-
-
-def _looks_like_number(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def schema_error_message(error) -> str:
-    """One line for a ``jsonschema.ValidationError``: the field first, then a hint where one helps."""
-    field, hint = _field_name(error.absolute_path), ""
-    if error.validator == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        unknown = [k for k in error.instance if k not in allowed]
-        if unknown:
-            key = str(unknown[0])
-            field = _field_name([*error.absolute_path, key])
-            if key in AXES:
-                hint = f"; {key} is swept by each experiment's grid, not set in overrides"
-            else:
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                listing = ", ".join(allowed) if len(allowed) <= 12 else "see 'mecmodel params'"
-                hint += f" Allowed keys: {listing}"
-    elif error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
-        # An experiment's key that is neither one of its own nor a model parameter, with a value that
-        # is not a list of numbers (what a parameter a scheme declares would need).
-        from .params import FIELD_BY_NAME
-
-        allowed = list(error.schema.get("properties", {}))
-        unknown = [k for k in error.instance if k not in allowed and k not in FIELD_BY_NAME]
-        if unknown:
-            key = str(unknown[0])
-            field = _field_name([*error.absolute_path, key])
-            close = difflib.get_close_matches(key, [*allowed, *FIELD_BY_NAME], n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return (
-                f"config: {field}: {key!r} was unexpected: not a key of an experiment, nor a parameter to sweep "
-                f"(a list of numbers){hint} Allowed keys: {', '.join(allowed)}, or a model parameter "
-                "('mecmodel params') or a parameter of the experiment's schemes ('mecmodel schemes') with a list of values"
-            )
-    elif error.validator == "type" and _looks_like_number(error.instance):
-        mantissa, _, exponent = format(float(error.instance), ".10g").partition("e")
-        spelled = (mantissa if "." in mantissa else mantissa + ".0") + (f"e{exponent}" if exponent else "")
-        hint = (
-            f"; YAML reads {error.instance} as text: write the number with a dot and a signed exponent, "
-            f"{spelled} (1.0e-8, not 1e-8; 1.0e+9, not 1.0e9)"
-        )
-    return f"config: {field}: {error.message}{hint}"
-
-
-def check_results_dir() -> None:
-    """A file where a results folder belongs would otherwise surface as a traceback."""
-    for folder in RESULT_DIRS:
-        if os.path.lexists(folder) and not os.path.isdir(folder):
-            raise ParamError(
-                f"results: {os.path.abspath(folder)} exists but is not a directory; "
-                "move it away (the workflow writes its outputs into that folder)"
-            )
-        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
-            raise ParamError(
-                f"results: {os.path.abspath(folder)} is not writable; fix its permissions or run from another directory"
-            )
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -331,20 +62,6 @@ def _check_size(where: str, params, seeds: int, blocks: int) -> None:
             f"{need / 2**30:.1f} GiB per run, more than the {limit / 2**30:.1f} GiB allowed "
             "(MECMODEL_MAX_MEMORY_GB sets the limit); use a smaller K, fewer seeds or fewer blocks"
         )
-
-
-#: Per-seed variables an experiment's ``metric`` may name (mecmodel.dataset.METRICS and the cost).
-METRIC_NAMES = (
-    "average_cost",
-    "discounted_cost",
-    "latency",
-    "mean_queue_wd",
-    "mean_queue_server",
-    "mean_energy_wd",
-    "mean_energy_server",
-    "mean_energy",
-    "offloaded_share",
-)
 
 
 def _axis_values(where: str, spec, values: Any) -> list:
@@ -393,24 +110,6 @@ def _extra_axes(where: str, exp: Mapping, overrides: Mapping, scheme_list: Seque
         for owner in owners:  # each scheme checks the values against its own declaration
             scheme_axes[key] = _axis_values(field, schemes.get_scheme(owner).params[key], exp[key])
     return model_axes, scheme_axes
-
-
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def validate(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
-    """Check ``config`` against the JSON schema and fill its defaults (Snakemake's validator)."""
-    import jsonschema
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate as snakemake_validate
-
-    try:
-        snakemake_validate(config, os.fspath(schema))
-    except WorkflowError as err:
-        # Lead with the offending field (jsonschema's own report quotes the schema).
-        if not isinstance(err.__context__, jsonschema.ValidationError):
-            raise
-        raise ParamError(schema_error_message(err.__context__)) from None
 
 
 def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str | os.PathLike = SCHEMA) -> Sweep:
@@ -648,10 +347,10 @@ class Sweep:
     def code_version(self, scheme) -> str:
         """mecmodel's version, and for a scheme from a scheme module the hash of its source
         (``scheme``: a name, or wildcards with one)."""
-        from . import __version__
+        from .version import package_version
 
         scheme = getattr(scheme, "scheme", scheme)
-        return f"{__version__}+{self.plugin[scheme][1]}" if scheme in self.plugin else __version__
+        return f"{package_version()}+{self.plugin[scheme][1]}" if scheme in self.plugin else package_version()
 
     def experiment_runs(self, wildcards) -> list[str]:
         return self.experiments[wildcards.experiment]["runs"]

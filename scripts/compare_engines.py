@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mecmodel.plots import mean_ci
+from mecmodel.statistics import mean_ci
 
 POINT = ("K", "arrival_prob", "gamma")
 

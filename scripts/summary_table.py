@@ -4,7 +4,7 @@ metrics MEC papers report, and its paired difference from the experiment's refer
     python scripts/summary_table.py results/cost_vs_block.nc [results/convergence.nc]
     python scripts/summary_table.py results/cost_vs_server_capacity.nc
 
-Mean over seeds with a 95% Student-t interval (half-width after ±, mecmodel.plots.mean_ci). The
+Mean over seeds with a 95% Student-t interval (half-width after ±, mecmodel.statistics.mean_ci). The
 "paired" column is the mean of the per-seed differences from the reference scheme (the schemes of a
 point share their random draws), whose interval is the one that says whether a scheme is lower.
 """
@@ -17,8 +17,7 @@ import itertools
 import numpy as np
 import xarray as xr
 
-from mecmodel.plots import mean_ci
-from mecmodel.results import default_reference, paired_differences
+from mecmodel.statistics import default_reference, mean_ci, paired_differences
 
 
 def ci(values: np.ndarray, digits: str = ".4g") -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from mecmodel import schemes
-from mecmodel.plots import mean_ci
+from mecmodel.statistics import mean_ci
 
 PAPER = ("proposed", "binary", "even", "random")
 

@@ -160,8 +160,8 @@ def planned_outputs(proc: subprocess.CompletedProcess) -> set[str]:
 def load_config(path: Path) -> dict:
     """A shipped config as the workflow sees it: layers (``extends``, ``prefix``) resolved, scheme
     selectors (``all``, ``paper``) expanded to the registry's lists."""
+    from mecmodel.config import apply_layers
     from mecmodel.schemes import select
-    from mecmodel.sweep import apply_layers
 
     config = apply_layers(yaml.safe_load(path.read_text()), [path])
     for exp in config["experiments"].values():

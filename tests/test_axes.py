@@ -21,11 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mecmodel
-from mecmodel import sweep
+from mecmodel import config as mecconfig
+from mecmodel import paths, sweep
 from mecmodel.dataset import write_atomic
 from mecmodel.params import make_params
+from mecmodel.paths import run_path
 from mecmodel.results import aggregate, open_runs
-from mecmodel.sweep import run_path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = f"default-{make_params('default').model_hash()}"
@@ -38,7 +39,7 @@ def resolve(**exp) -> dict:
 
 
 def wildcards(path: str):
-    info = sweep.RUN_PATTERN.fullmatch(path.removeprefix("results/runs/")).groupdict()
+    info = paths.RUN_PATTERN.fullmatch(path.removeprefix("results/runs/")).groupdict()
     return types.SimpleNamespace(**{k: v or "" for k, v in info.items()})
 
 
@@ -78,15 +79,15 @@ def test_the_path_is_one_canonical_form_whatever_the_order_and_spelling(order, s
     assert f"results/runs/{MODEL}/K2/lam0.4/gamma0.9/f_ser_max=1000000000,w4=20/even/s2-b10.nc" in runs
     assert len(runs) == 4
     for path in runs:
-        info = sweep.parse_run_path(path.removeprefix("results/runs/"))
+        info = paths.parse_run_path(path.removeprefix("results/runs/"))
         point = {k: v for k, v in info.items() if k not in ("model", "seeds", "blocks")}
         assert run_path(info["model"], point, 2, 10) == path  # parse and spell are inverse
 
 
 def test_the_shipped_experiments_of_four_axes_keep_their_paths():
     """Today's results/ still resumes: a run of an experiment that sweeps nothing else is spelled as before."""
-    config = sweep.apply_layers(
-        sweep.read_config_file(REPO / "config" / "config.yaml"), [REPO / "config" / "config.yaml"]
+    config = mecconfig.apply_layers(
+        mecconfig.read_config_file(REPO / "config" / "config.yaml"), [REPO / "config" / "config.yaml"]
     )
     s = sweep.Sweep(config)
     for name, exp in s.experiments.items():

@@ -14,8 +14,8 @@ from compliance_checker.runner import CheckSuite, ComplianceChecker
 
 import mecmodel
 from mecmodel.dataset import write_atomic
+from mecmodel.paths import run_path
 from mecmodel.results import aggregate
-from mecmodel.sweep import run_path
 
 
 def cf_report(path, tmp_path) -> tuple[list[str], dict]:

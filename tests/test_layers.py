@@ -1,5 +1,5 @@
 """The package's import graph, from its modules' own imports (those inside functions too), has no
-cycle: a lower layer never imports a higher one."""
+cycle, and no module imports one of a higher layer (docs/architecture.md draws the layers)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,23 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mecmodel"
+
+#: The layers, lowest first; a module may import its own layer (without a cycle) or lower ones.
+LAYERS = (
+    ("vocabulary", "version", "atomic", "loading"),  # words every layer shares
+    ("params",),  # the parameter table and presets
+    ("channel", "queues", "engine"),  # the physics, equations (1)-(8), and its compiled kernels
+    ("env",),  # the environment: one block of the system
+    ("policies", "policies.base", "policies.rules", "policies.qlearning", "policies.actor_critic"),
+    ("policies.myopic", "policies.agent", "optimum"),  # policies that build on the others
+    ("schemes", "agents"),  # the registry, and trained agents registered beside it
+    ("simulation",),  # the loop: a scheme over seeds and blocks
+    ("paths", "statistics", "dataset", "results"),  # run files, their statistics, aggregates
+    ("plots",),
+    ("config", "sweep", "rl"),  # front ends: the Snakemake driver, the RL environments
+    ("", "cli", "__main__"),  # the package's API (mecmodel/__init__.py) and its command line
+)
+LAYER_OF = {(f"mecmodel.{m}" if m else "mecmodel"): i for i, layer in enumerate(LAYERS) for m in layer}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -56,3 +73,17 @@ def test_no_import_cycle():
     for mod in sorted(edges):
         if mod not in state:
             visit(mod)
+
+
+def test_every_module_has_a_layer():
+    assert set(import_graph()) == set(LAYER_OF), "add the module to LAYERS (and to docs/architecture.md)"
+
+
+def test_no_import_reaches_up_a_layer():
+    upward = [
+        f"{mod} (layer {LAYER_OF[mod]}) imports {dep} (layer {LAYER_OF[dep]})"
+        for mod, deps in import_graph().items()
+        for dep in deps
+        if LAYER_OF[dep] > LAYER_OF[mod]
+    ]
+    assert not upward, "; ".join(sorted(upward))

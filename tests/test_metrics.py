@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mecmodel
-from mecmodel.dataset import METRICS
+from mecmodel.vocabulary import METRIC_NAMES, VARIABLE_BY_NAME
 
 
 @pytest.fixture(scope="module", params=["proposed", "even", "local", "offload_min_energy", "dpp"])
@@ -38,8 +38,12 @@ def test_metrics_follow_their_definitions(run):
     np.testing.assert_allclose(run["latency"] * rate, in_system, rtol=1e-9)
     share = run["offloaded_share"].values
     assert ((share >= 0) & (share <= 1)).all()
-    for name, (units, long_name) in METRICS.items():
-        assert run[name].attrs["units"] == units and run[name].attrs["long_name"].startswith(long_name)
+    blocks = run.attrs["blocks"]
+    start = blocks - round(run.attrs["param_average_fraction"] * blocks)
+    for name in METRIC_NAMES:  # the table's units and long_name, its window filled in
+        var = VARIABLE_BY_NAME[name]
+        assert run[name].attrs["units"] == var.units
+        assert run[name].attrs["long_name"] == var.long_name.format(blocks=blocks, average_from=start)
 
 
 def test_offloaded_share_is_the_ratio_of_the_work_over_the_whole_run_when_the_window_is_the_run():

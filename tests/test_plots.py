@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import mecmodel
-from mecmodel import plots
+from mecmodel import plots, statistics
 from mecmodel.dataset import write_atomic
 from mecmodel.params import ParamError
 from mecmodel.results import aggregate
@@ -125,7 +125,7 @@ def test_cost_vs_block_axes_and_legend(datasets):
     assert f"moving average over {window} blocks" in texts(fig)
     # The plotted curve is the seed mean of the per-seed moving average.
     cost = ds["cost"].sel(scheme="proposed").squeeze().transpose("seed", "block").values
-    expect = plots.moving_average(cost, window, axis=1).mean(axis=0)
+    expect = statistics.moving_average(cost, window, axis=1).mean(axis=0)
     np.testing.assert_allclose(axes[0].get_lines()[0].get_ydata(), expect, rtol=1e-6)
 
 
@@ -355,7 +355,7 @@ finite = st.floats(-1e6, 1e6, allow_nan=False)
 def test_mean_ci_matches_scipy_t_interval(a):
     from scipy import stats
 
-    mean, lo, hi, n = plots.mean_ci(a, axis=1)
+    mean, lo, hi, n = statistics.mean_ci(a, axis=1)
     for i, row in enumerate(a):
         x = row[np.isfinite(row)]
         assert n[i] == len(x)
@@ -378,7 +378,7 @@ def test_mean_ci_matches_scipy_t_interval(a):
 @settings(max_examples=60, deadline=None)
 @given(arrays(float, st.integers(1, 40), elements=finite | st.just(np.nan)), st.integers(1, 12))
 def test_moving_average_matches_pandas_rolling(a, window):
-    got = plots.moving_average(a[None, :], window, axis=1)[0]
+    got = statistics.moving_average(a[None, :], window, axis=1)[0]
     want = pd.Series(a).rolling(window, min_periods=1).mean().to_numpy()
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-6)
 

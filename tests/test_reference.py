@@ -84,7 +84,14 @@ UNITS_BLOCK_TO_1 = tuple(
     for alg in ("alg1", "alg2")
     for name in ("converged_block_median", "converged_block_max", "diverged_block")
 )
-ADDED_VARIABLES = tuple(mecmodel.dataset.METRICS)
+ADDED_VARIABLES = (
+    "mean_queue_wd",
+    "mean_queue_server",
+    "mean_energy_wd",
+    "mean_energy_server",
+    "mean_energy",
+    "offloaded_share",
+)
 ADDED_ATTRS = ("history", "scheme_params_json")
 
 

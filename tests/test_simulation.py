@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import mecmodel
 from mecmodel import env, queues, simulation
 from mecmodel.params import FIELDS, make_params
-from mecmodel.sweep import POINT_DIMS
+from mecmodel.vocabulary import POINT_DIMS
 
 SCHEMES = mecmodel.schemes.select("all")  # the exact solvers (K <= 2) have tests of their own: test_optimum.py
 LEARNING_WDS = {"proposed", "binary", "proposed_q"}

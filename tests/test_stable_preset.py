@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mecmodel import sweep
+from mecmodel import config as mecconfig
 from mecmodel.params import FIELDS, PRESET_BY_NAME, PRESETS, make_params
 from mecmodel.simulation import simulate_arrays
 
@@ -34,7 +34,7 @@ _spec.loader.exec_module(load_table)
 
 def figure_points(path: Path) -> tuple[str, dict, list[tuple[int, float]]]:
     """The preset, the overrides and the distinct (K, lambda) points of Figs. 7-9 of a config."""
-    config = sweep.apply_layers(sweep.read_config_file(path), [path])
+    config = mecconfig.apply_layers(mecconfig.read_config_file(path), [path])
     presets, overrides, points = set(), [], set()
     for exp in config["experiments"].values():
         if exp.get("figure") in FIGURES:
@@ -66,14 +66,14 @@ def test_stable_is_the_default_with_the_declared_changes_only():
 
 
 def test_stable_config_is_the_default_config_with_the_stable_preset():
-    default = sweep.read_config_file(DEFAULT_CONFIG)
-    stable = sweep.apply_layers(sweep.read_config_file(STABLE_CONFIG), [STABLE_CONFIG])
+    default = mecconfig.read_config_file(DEFAULT_CONFIG)
+    stable = mecconfig.apply_layers(mecconfig.read_config_file(STABLE_CONFIG), [STABLE_CONFIG])
     assert stable["preset"] == "stable"
     assert stable["experiments"] == {f"stable_{n}": e for n, e in default["experiments"].items()}
     assert {k: v for k, v in stable.items() if k not in ("preset", "experiments")} == {
         k: v for k, v in default.items() if k not in ("preset", "experiments")
     }
-    sweep.validate(stable)  # the config schema lists the preset
+    mecconfig.validate(stable)  # the config schema lists the preset
 
 
 # ----------------------------------------------------------------------------- (a) the load table

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from helpers import REPO, SMOKE, load_config
 
-from mecmodel import schemes, sweep
+from mecmodel import config as mecconfig
+from mecmodel import paths, schemes, sweep, vocabulary
 from mecmodel.params import ParamError, make_params
 
 CONFIG = REPO / "config" / "config.yaml"
@@ -30,21 +31,21 @@ def tiny(**exp) -> dict:
 
 
 def test_every_path_derives_from_one_template():
-    rel = sweep.RUN
-    assert sweep.RUN_FILE == f"results/runs/{rel}.nc"
-    for axis in sweep.AXES:
+    rel = vocabulary.RUN
+    assert vocabulary.RUN_FILE == f"results/runs/{rel}.nc"
+    for axis in vocabulary.AXES:
         assert f"{{{axis}}}" in rel
     point = {"K": 7, "arrival_prob": 0.40, "gamma": 9e-1, "scheme": "even"}
-    path = sweep.run_path("default-0123456789ab", point, 3, 50)
+    path = paths.run_path("default-0123456789ab", point, 3, 50)
     assert path == "results/runs/default-0123456789ab/K7/lam0.4/gamma0.9/even/s3-b50.nc"
-    assert sweep.parse_run_path(path.removeprefix("results/runs/")) == {
+    assert paths.parse_run_path(path.removeprefix("results/runs/")) == {
         "model": "default-0123456789ab",
         **point,
         "seeds": 3,
         "blocks": 50,
     }
-    assert sweep.parse_run_path("default-0123456789ab/K7/lam0.4/even/s3-b50.nc") is None
-    assert Path("results/runs").joinpath(path.removeprefix("results/runs/")).match(sweep.RUN_GLOB)
+    assert paths.parse_run_path("default-0123456789ab/K7/lam0.4/even/s3-b50.nc") is None
+    assert Path("results/runs").joinpath(path.removeprefix("results/runs/")).match(paths.RUN_GLOB)
 
 
 def test_paper_scenario_is_the_default_config_with_the_paper_preset():
@@ -63,7 +64,7 @@ def test_layers_nest_override_and_add(tmp_path):
     (tmp_path / "mid.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", "seeds": 5}))
     top = {"extends": "mid.yaml", "prefix": "x_", "experiments": {"f": tiny()["experiments"]["e"]}}
     (tmp_path / "top.yaml").write_text(yaml.safe_dump(top))
-    got = sweep.apply_layers(top, [tmp_path / "top.yaml"])
+    got = mecconfig.apply_layers(top, [tmp_path / "top.yaml"])
     assert (got["seeds"], got["blocks"]) == (5, 10)
     assert sorted(got["experiments"]) == ["x_e", "x_f"]
     assert "extends" not in got and "prefix" not in got
@@ -73,7 +74,7 @@ def test_a_layer_replaces_a_base_experiment_by_name(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny()))
     layer = {"extends": "base.yaml", "experiments": {"e": {**tiny()["experiments"]["e"], "K": [9]}}}
     (tmp_path / "layer.yaml").write_text(yaml.safe_dump(layer))
-    got = sweep.apply_layers(layer, [tmp_path / "layer.yaml"])
+    got = mecconfig.apply_layers(layer, [tmp_path / "layer.yaml"])
     assert got["experiments"]["e"]["K"] == [9] and list(got["experiments"]) == ["e"]
 
 
@@ -83,11 +84,11 @@ def test_a_layer_removes_a_base_experiment_with_null(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     layer = {"extends": "base.yaml", "prefix": "p_", "experiments": {"e": None}}
     (tmp_path / "layer.yaml").write_text(yaml.safe_dump(layer))
-    assert list(sweep.apply_layers(layer, [tmp_path / "layer.yaml"])["experiments"]) == ["p_g"]
+    assert list(mecconfig.apply_layers(layer, [tmp_path / "layer.yaml"])["experiments"]) == ["p_g"]
 
 
 def test_prefix_without_extends_renames():
-    got = sweep.apply_layers({**tiny(), "prefix": "p_"}, [])
+    got = mecconfig.apply_layers({**tiny(), "prefix": "p_"}, [])
     assert list(got["experiments"]) == ["p_e"] and "prefix" not in got
 
 
@@ -103,13 +104,13 @@ def test_bad_layers_are_one_error(tmp_path, files, match):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     with pytest.raises(ParamError, match=match):
-        sweep.apply_layers(yaml.safe_load(files["a.yaml"]), [tmp_path / "a.yaml"])
+        mecconfig.apply_layers(yaml.safe_load(files["a.yaml"]), [tmp_path / "a.yaml"])
 
 
 def test_missing_base_is_one_error(tmp_path):
     (tmp_path / "top.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ParamError, match="config: extends: no such config file .*nowhere.yaml"):
-        sweep.apply_layers({"extends": "nowhere.yaml"}, [tmp_path / "top.yaml"])
+        mecconfig.apply_layers({"extends": "nowhere.yaml"}, [tmp_path / "top.yaml"])
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_config_files_are_read_strictly(tmp_path, text, match):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(ParamError, match=match):
-        sweep.read_config_file(path)
+        mecconfig.read_config_file(path)
 
 
 def test_smoke_config_resolves_to_its_documented_grid():
@@ -261,7 +262,7 @@ def test_schema_errors_lead_with_the_field():
     schema["properties"]["overrides"] = {"type": "object"}  # the $refs need the file's folder
     schema["$defs"]["experiment"]["allOf"] = []
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors({**tiny(), "blokcs": 3}))
-    msg = sweep.schema_error_message(errors[0])
+    msg = mecconfig.schema_error_message(errors[0])
     assert msg.startswith("config: blokcs: ") and "did you mean 'blocks'?" in msg
 
 

@@ -1,6 +1,6 @@
 # The simulations: one job per batch of runs (mecmodel.sweep.Sweep.batches: a model's runs, cut
 # where their paths' hashes say), each run still its own file at its own path (the run-path
-# template is sweep.RUN). A job runs its batch in one process, so the start-up is paid once.
+# template is mecmodel.vocabulary.RUN). A job runs its batch in one process, so the start-up is paid once.
 
 
 for batch in SWEEP.batches():
