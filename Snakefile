@@ -1,14 +1,15 @@
 """Parameter sweep of mecmodel: config -> batches of runs -> one aggregate and its figure per experiment.
 
-    snakemake                                  # the paper's figures (config/config.yaml)
+    snakemake                                  # the paper's figures (config/config.yaml) and its scenarios
     snakemake --configfile config/smoke.yaml   # the same pipeline in seconds
     snakemake --configfile config/stable.yaml  # a scenario: config.yaml with the stable preset
     snakemake --configfile config/paper.yaml   # a scenario: config.yaml with the paper preset
     snakemake --report results/report.html     # browsable figures with captions
 
-`./run reproduce` runs config.yaml, then stable.yaml. A config file given with --configfile
-replaces config/config.yaml; a file may extend another (`extends:`, see config/README.md). The
-logic lives in mecmodel.sweep; the rules call it.
+config.yaml lists stable.yaml under `scenarios`: both build in one plan (`./run reproduce`). A
+config file given with --configfile replaces config/config.yaml; a file may extend another
+(`extends:`) and list scenarios of its own (config/README.md). The logic lives in mecmodel.sweep
+and mecmodel.config; the rules call them.
 """
 
 import os

@@ -3,7 +3,7 @@
 * :func:`read_config_file`: repeated keys and YTE templates refused;
 * :func:`apply_layers`: ``extends`` (a scenario on top of another config) and ``prefix`` (its
   experiment-name prefix);
-* :func:`scenario_files`: the ``scenarios`` a config runs in the same invocation;
+* :func:`scenarios`: the scenarios a config runs in the same invocation, each resolved;
 * :func:`validate`: the JSON schema (``workflow/schemas/config.schema.yaml``), its defaults filled,
   each violation one line naming the field (:func:`schema_error_message`);
 * :func:`check_results_dir`: the folders the rules write into are folders, and writable.
@@ -18,7 +18,7 @@ import collections
 import difflib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike], _seen: 
         raise ParamError(f"config: extends: {base_path} is not a mapping of keys")
     seen = (*_seen, *((layer_file.resolve(),) if layer_file is not None else ()), base_path.resolve())
     base = apply_layers(base, [base_path], seen)
+    # A base's scenarios are its own: a layer on top of config.yaml does not run config.yaml's scenarios.
+    base = {k: v for k, v in base.items() if k != "scenarios"}
     merged = {**base, **{k: v for k, v in config.items() if k not in ("extends", "experiments", "prefix")}}
     merged["experiments"] = {**base.get("experiments", {}), **config.get("experiments", {})}
     # a layer removes one of the base's experiments by setting it to null
@@ -97,6 +99,35 @@ def apply_layers(config: dict, configfiles: Sequence[str | os.PathLike], _seen: 
     if prefix:
         merged["experiments"] = {prefix + name: exp for name, exp in merged["experiments"].items()}
     return merged
+
+
+def scenarios(config: Mapping[str, Any], configfiles: Sequence[str | os.PathLike], schema=None) -> list[dict]:
+    """The scenarios ``config`` lists (``scenarios: [stable.yaml]``), each resolved and validated.
+
+    A scenario is a config file (relative to the file that lists it) run in the same invocation:
+    its layers resolved (it usually ``extends`` this one, with a ``prefix``), its own scenarios not
+    followed, its schema checked. Its experiments join this config's in one plan.
+    """
+    listed = list(config.get("scenarios", []))
+    if not listed:
+        return []
+    here = Path(configfiles[-1]).parent if configfiles else Path.cwd()
+    out = []
+    for i, name in enumerate(listed):
+        path = here / str(name)
+        if not path.is_file():
+            raise ParamError(f"config: scenarios[{i}]: no such config file {str(path)!r}")
+        data = read_config_file(path)
+        if not isinstance(data, dict):
+            raise ParamError(f"config: scenarios[{i}]: {path} is not a mapping of keys")
+        scenario = apply_layers(data, [path])
+        scenario.pop("scenarios", None)
+        try:
+            validate(scenario, schema or SCHEMA)
+        except ParamError as err:
+            raise ParamError(f"config: scenarios[{i}] ({name}): {str(err).removeprefix('config: ')}") from None
+        out.append(scenario)
+    return out
 
 
 def _field_name(path: Sequence) -> str:

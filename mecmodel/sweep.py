@@ -28,7 +28,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .config import SCHEMA, apply_layers, check_results_dir, read_config_file, validate
+from .config import SCHEMA, apply_layers, check_results_dir, read_config_file, scenarios, validate
 from .params import ParamError, make_params
 from .paths import canonical_number, read_value, run_path, spell_value
 from .vocabulary import AXES, FIELD_PATTERNS, INTEGER_AXES, METRIC_NAMES, ma_window
@@ -117,7 +117,8 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
 
     The files are re-read strictly, layers resolved (``config`` is updated in place, as the
     Snakefile's global config must be), the schema checked and its defaults filled, the
-    ``results`` folders checked, and the experiments resolved. Raises :class:`ParamError`.
+    scenarios the config lists resolved likewise, the ``results`` folders checked, and the
+    experiments of the config and of its scenarios resolved into one plan. Raises :class:`ParamError`.
     """
     for path in configfiles:
         read_config_file(path)
@@ -125,8 +126,9 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
     config.clear()
     config.update(layered)
     validate(config, schema)
+    others = scenarios(config, configfiles, schema)
     check_results_dir()
-    return Sweep(config)
+    return Sweep(config, others)
 
 
 #: Simulation jobs: a cut after a run whose path hashes to 0 modulo BATCH_RUNS (so about that many
@@ -150,10 +152,11 @@ class Sweep:
     ``models[model]`` holds its preset and overrides.
     """
 
-    def __init__(self, config: Mapping[str, Any]):
+    def __init__(self, config: Mapping[str, Any], scenarios: Sequence[Mapping[str, Any]] = ()):
         from . import schemes
 
-        self.scheme_modules = list(config.get("scheme_modules", []))
+        configs = [config, *scenarios]
+        self.scheme_modules = list(dict.fromkeys(m for c in configs for m in c.get("scheme_modules", [])))
         schemes.load_modules(self.scheme_modules, "config: scheme_modules")
         # A scheme of a module: the module's spec and the hash of its source, for its jobs only,
         # so that adding or editing a module reruns that module's schemes and nothing else.
@@ -167,8 +170,16 @@ class Sweep:
         self.models: dict[str, dict] = {}
         #: run path -> the run, resolved once: what ``mecmodel simulate-batch`` reads (:meth:`batches`)
         self.run_specs: dict[str, dict] = {}
-        for name, exp in config["experiments"].items():
-            self.experiments[name] = self._resolve(f"config: experiments.{name}", name, exp, config)
+        for i, layer in enumerate(configs):
+            # A scenario's experiments resolve with its own top-level settings (preset, overrides, ...).
+            where = "config" if i == 0 else f"config: scenarios[{i - 1}]"
+            for name, exp in layer["experiments"].items():
+                if name in self.experiments:
+                    raise ParamError(
+                        f"{where}: experiments.{name}: an experiment of that name is already in the plan; "
+                        "give the scenario a prefix (prefix: <name>_)"
+                    )
+                self.experiments[name] = self._resolve(f"{where}: experiments.{name}", name, exp, layer)
 
     def _resolve(self, where: str, name: str, exp: Mapping, config: Mapping) -> dict:
         from . import schemes

@@ -70,8 +70,10 @@ def test_stable_config_is_the_default_config_with_the_stable_preset():
     stable = mecconfig.apply_layers(mecconfig.read_config_file(STABLE_CONFIG), [STABLE_CONFIG])
     assert stable["preset"] == "stable"
     assert stable["experiments"] == {f"stable_{n}": e for n, e in default["experiments"].items()}
+    # every other setting inherited, but not the scenarios: config.yaml's are its own
+    assert default["scenarios"] == ["stable.yaml"] and "scenarios" not in stable
     assert {k: v for k, v in stable.items() if k not in ("preset", "experiments")} == {
-        k: v for k, v in default.items() if k not in ("preset", "experiments")
+        k: v for k, v in default.items() if k not in ("preset", "experiments", "scenarios")
     }
     mecconfig.validate(stable)  # the config schema lists the preset
 

@@ -4,6 +4,7 @@ layers, experiment resolution, job arguments and estimates. No Snakemake run her
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_paper_scenario_is_the_default_config_with_the_paper_preset():
     want = {f"paper_{n}": e for n, e in default["experiments"].items() if n != "optimality_gap"}
     assert paper["experiments"] == want and len(want) == len(default["experiments"]) - 1
     assert {k: v for k, v in paper.items() if k not in ("preset", "experiments")} == {
-        k: v for k, v in default.items() if k not in ("preset", "experiments")
+        k: v for k, v in default.items() if k not in ("preset", "experiments", "scenarios")
     }
 
 
@@ -343,3 +344,61 @@ def test_a_batch_with_one_bad_run_writes_none(tmp_path):
     )
     assert r.returncode == 2 and f"--runs[{len(specs) - 1}] (bad.nc): K:" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- scenarios: one plan
+
+
+def _prepare(path: Path) -> sweep.Sweep:
+    return sweep.prepare(mecconfig.read_config_file(path), [path])
+
+
+def test_the_default_config_and_its_stable_scenario_are_one_plan_with_the_paths_of_each_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # results/ checked here, not in the repository
+    both = _prepare(CONFIG)
+    default = sweep.Sweep(load_config(CONFIG))
+    stable = _prepare(CONFIG.parent / "stable.yaml")
+    assert set(both.experiments) == set(default.experiments) | set(stable.experiments)
+    assert all(name.startswith("stable_") for name in stable.experiments)
+    for name, exp in {**default.experiments, **stable.experiments}.items():
+        # the same runs at the same paths, the same resolved experiment (what the aggregate stores)
+        assert both.experiments[name]["runs"] == exp["runs"] and both.experiments[name]["json"] == exp["json"]
+    assert {both.experiments[n]["preset"] for n in stable.experiments} == {"stable"}
+    assert {b["id"] for b in both.batches()} == {b["id"] for b in default.batches()} | {
+        b["id"] for b in stable.batches()
+    }
+
+
+def _scenario_files(tmp_path: Path, scenario: dict, listed=("s.yaml",)) -> Path:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**tiny(), "scenarios": list(listed)}))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", **scenario}))
+    return tmp_path / "base.yaml"
+
+
+def test_a_scenario_runs_with_its_own_settings_and_does_not_follow_its_bases_scenarios(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = _prepare(_scenario_files(tmp_path, {"prefix": "s_", "preset": "stable", "seeds": 3}))
+    assert sorted(plan.experiments) == ["e", "s_e"]
+    assert (plan.experiments["s_e"]["preset"], plan.experiments["s_e"]["seeds"]) == ("stable", 3)
+    assert (plan.experiments["e"]["preset"], plan.experiments["e"]["seeds"]) == ("default", 2)
+    # the scenario alone: its base's scenarios are not inherited, so it is one experiment
+    assert sorted(_prepare(tmp_path / "s.yaml").experiments) == ["s_e"]
+
+
+@pytest.mark.parametrize(
+    "scenario, listed, message",
+    [
+        (
+            {"preset": "stable"},
+            ("s.yaml",),
+            "config: scenarios[0]: experiments.e: an experiment of that name is already in the plan",
+        ),
+        ({"prefix": "s_"}, ("nowhere.yaml",), "config: scenarios[0]: no such config file"),
+        ({"prefix": "s_", "seeds": 0}, ("s.yaml",), "config: scenarios[0] (s.yaml): seeds: 0 is less than the minimum"),
+    ],
+)
+def test_a_bad_scenario_is_one_line_naming_it(tmp_path, monkeypatch, scenario, listed, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamError, match=re.escape(message)) as err:
+        _prepare(_scenario_files(tmp_path, scenario, listed))
+    assert "\n" not in str(err.value)
