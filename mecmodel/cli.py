@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="a .py file or dotted module name that registers schemes (repeatable)",
     )
+    mods.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error in a scheme's code, print its full traceback before the one-line message",
+    )
 
     s = sub.add_parser("simulate", parents=[mods], help="simulate one operating point and write a NetCDF file")
     s.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
@@ -330,7 +335,7 @@ def cmd_params(a: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    from .params import ParamError
+    from .params import ParamError, PolicyError
 
     try:
         if getattr(a, "scheme_module", None):
@@ -349,6 +354,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParamError, _Fail) as e:
         print(f"mecmodel: error: {e}", file=sys.stderr)
         return 2
+    except PolicyError as e:
+        # An error in a scheme's code (or an action the environment refused): one line, the
+        # traceback only when asked, and always in a workflow job (simulate-batch), whose
+        # output is the job's log.
+        if getattr(a, "debug", False) or a.command == "simulate-batch":
+            import traceback
+
+            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        print(f"mecmodel: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
     except OSError as e:

@@ -109,6 +109,10 @@ def dataset_parts(
         if "flag_values" in attrs:
             attrs["flag_values"] = np.array(attrs["flag_values"], dtype=var.dtype)
         data[var.name] = (dims[var.per], array, attrs)
+    # the variables the scheme's policies declare (Policy.records), after the table's
+    for name, (var, values) in out.get("records", {}).items():
+        array = series(values) if var.per == "block" else per_seed(values)
+        data[name] = (dims[var.per], array, {"units": var.units, "long_name": var.long_name, **var.attrs})
 
     coords = {
         "K": ("K", np.array([P.K], dtype=np.int64), {"units": "1", "long_name": "number of WDs"}),

@@ -12,7 +12,7 @@ shape of a Gymnasium / PettingZoo-parallel environment::
   queues (which the server observes). ``docs/schemes.md`` says who may see what.
 * :class:`Action`: every WD's commanded transmit power p_k (which fixes its partition through
   (3)-(4)) and the server's n slot rates f^ser; the step clips them to [0, p_max] and
-  [0, f_ser_max] (NaN stays NaN and poisons the run, visibly).
+  [0, f_ser_max]; a non-finite value or a wrong shape is refused (:class:`ActionError`).
 * ``costs``: the four terms of (8), per seed (:class:`mecmodel.queues.CostTerms`).
 * :class:`StepInfo`: everything the step computed (service, energies, rates) and what a learner
   needs as knowledge of the environment: each agent's own cost term and its gradient with
@@ -115,6 +115,13 @@ class Exogenous:
         """(h (S, K) normalised gain, beta (S, K, n) arrivals) of block t."""
         h, b = self._chunk(t // CHUNK)
         return h[t % CHUNK], b[t % CHUNK]
+
+
+class ActionError(ValueError):
+    """An action :meth:`MECEnv.step` refuses: not numbers, a wrong shape, or not finite (NaN, inf).
+
+    The message names the policy (WD or server), the agent (WD k, or the server and its slot), the
+    seed and the block."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,22 +249,41 @@ class MECEnv:
         self.obs = _observation(0, np.zeros((self.S, self.P.K)), h, beta, np.zeros(self.S))
         return self.obs
 
+    def _checked(self, value, who: str, what: str, shape: tuple, dims: str, item: str) -> np.ndarray:
+        """An action's array as the kernel reads it, or :class:`ActionError` naming what is wrong."""
+        block = self.obs.t
+        try:
+            array = _f64(value)
+        except (TypeError, ValueError):
+            raise ActionError(
+                f"{who} returned {what} of type {type(value).__name__}, not numbers (block {block})"
+            ) from None
+        if array.shape != shape:
+            raise ActionError(f"{who} returned {what} of shape {array.shape}, expected {shape} {dims} (block {block})")
+        if not np.isfinite(array).all():
+            s, j = np.argwhere(~np.isfinite(array))[0]
+            agent = f"WD {j}" if item == "WD" else f"the server (slot {j})"
+            raise ActionError(
+                f"{who} returned {what} = {array[s, j]} for {agent}, seed {self.seeds[s]}, block {block}: "
+                "an action must be finite"
+            )
+        return array
+
     def step(self, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
         """One block: partition (3)-(4), local computing (2), offloading (5), server (6)-(7), cost (8)."""
         P, o = self.P, self.obs
         if o is None:
             raise RuntimeError("MECEnv.step before reset")
-        if np.shape(action.p) != (self.S, P.K) or np.shape(action.f_ser) != (self.S, P.n_slots):
-            raise ValueError(
-                f"Action: expected p of shape {(self.S, P.K)} (seeds, WDs) and f_ser of shape "
-                f"{(self.S, P.n_slots)} (seeds, slots), got {np.shape(action.p)} and {np.shape(action.f_ser)}"
-            )
+        p = self._checked(action.p, "the WD policy", "transmit power p", (self.S, P.K), "(seeds, WDs)", "WD")
+        f_ser = self._checked(
+            action.f_ser, "the server policy", "server rate f_ser", (self.S, P.n_slots), "(seeds, slots)", "slot"
+        )
         whole = bool(action.whole_task)
         wd, flags, slot, seed = engine.buffers(self.S, P.K, P.n_slots)
-        # (9b), (9d): the action space is a box, as Gymnasium's; the kernel clips to it (NaN stays NaN;
-        # (9c) is the partition's local_max)
+        # (9b), (9d): the action space is a box, as Gymnasium's; the kernel clips to it ((9c) is the
+        # partition's local_max)
         engine.advance(
-            self._column(o.t), o.q, o.h, o.beta, o.q_ser, _f64(action.p), _f64(action.f_ser), self.scalars,
+            self._column(o.t), o.q, o.h, o.beta, o.q_ser, p, f_ser, self.scalars,
             self.rule, whole, self._start, wd, flags, slot, seed, self._rec, self._dev, self._work,
         )  # fmt: skip
         local, off, dlocal, p_tx, e_loc, e_off, arrivals, q_next, wd_cost, wd_grad, p_app = wd

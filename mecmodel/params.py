@@ -24,6 +24,13 @@ class ParamError(ValueError):
     """A parameter value or name is invalid; the message names the field and range."""
 
 
+class PolicyError(RuntimeError):
+    """A scheme's policy failed during a run: it raised, or the environment refused its action.
+
+    The message is one line naming the scheme, the policy (WD or server), the block and what went
+    wrong; the policy's own exception, if any, is the ``__cause__`` (its traceback)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
     name: str

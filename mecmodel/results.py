@@ -123,6 +123,27 @@ def _fill_swept(runs: list, swept: list[str]) -> list:
     return out
 
 
+def _fill_own_variables(runs: list) -> list:
+    """A variable a scheme's policy declares (``Policy.records``) is in that scheme's runs only;
+    the other runs get it as NaN, with its attributes, so that every run has the same variables
+    and they combine by coordinates."""
+    import numpy as np
+
+    template = {}
+    for ds in runs:
+        for name, var in ds.data_vars.items():
+            template.setdefault(name, var)
+    out = []
+    for ds in runs:
+        missing = {
+            name: (var.dims, np.full([ds.sizes[d] for d in var.dims], np.nan), var.attrs)
+            for name, var in template.items()
+            if name not in ds and all(d in ds.dims for d in var.dims)
+        }
+        out.append(ds.assign(missing) if missing else ds)
+    return out
+
+
 def _registry_params() -> list:
     from .schemes import SCHEMES
 
@@ -194,7 +215,7 @@ def aggregate(
         if _model_params(ds, swept) != ref_params:
             raise ParamError(f"inputs: {path} was made with other model parameters than {paths[0]}")
     grid_dims = (*POINT_DIMS, *swept)
-    filled = _fill_swept(runs, swept)
+    filled = _fill_own_variables(_fill_swept(runs, swept))
 
     try:
         combined = xr.combine_by_coords(

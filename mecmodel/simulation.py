@@ -12,21 +12,22 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import engine
-from .env import CHUNK, Action, MECEnv, Observation, seed_list
-from .params import ParamError, Params
+from .env import CHUNK, Action, ActionError, MECEnv, Observation, seed_list
+from .params import ParamError, Params, PolicyError
 from .policies.actor_critic import CriticDescentServer, CriticDescentWD
 from .policies.base import PolicyContext, ServerPolicy, Transition, WDPolicy
 from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
 from .policies.qlearning import Algorithm1, Algorithm2, OnlineQ
 from .policies.rules import EvenShare, FixedPower, FullSpeed, MinEnergy, RandomShare
 from .schemes import get_scheme
-from .vocabulary import DEVICE, SERIES
+from .vocabulary import DEVICE, NAME, POINT_DIMS, SERIES, VARIABLE_BY_NAME, Variable
 
 log = logging.getLogger("mecmodel")
 BUFFER_ROWS = 2**20  # a cap on the slack memory_estimate allows for the engine's per-chunk buffers
@@ -121,6 +122,58 @@ def _learner(policy) -> tuple:
     return (0.0, 1.0, 1.0, 0.0, False, 0.0, 1, False, 0.0, False), _no_learner()
 
 
+def declared_records(scheme: str, wd: WDPolicy, server: ServerPolicy) -> dict[str, tuple[str, Variable]]:
+    """The variables a scheme's policies declare (:attr:`Policy.records`), checked: name -> (who, variable).
+
+    A declared variable is new (not a name of :data:`mecmodel.vocabulary.VARIABLES`), or one of
+    the table's learner series (``alg1_*``, ``alg2_*``, as Algorithms 1 and 2 declare theirs)."""
+    out: dict[str, tuple[str, Variable]] = {}
+    for who, policy in (("WD", wd), ("server", server)):
+        where = f"scheme {scheme}: the {who} policy's {type(policy).__name__}.records"
+        records = getattr(policy, "records", ())
+        if not isinstance(records, (tuple, list)):
+            raise PolicyError(f"{where}: must be a tuple of mecmodel.vocabulary.Variable, got {type(records).__name__}")
+        for var in records:
+            if not isinstance(var, Variable):
+                raise PolicyError(f"{where}: must hold mecmodel.vocabulary.Variable, got {var!r}")
+            if not re.fullmatch(NAME, var.name) or var.per not in ("block", "seed"):
+                raise PolicyError(
+                    f"{where}: {var.name!r}: a name is a letter then letters, digits or _, and per is 'block' or 'seed'"
+                )
+            if not isinstance(var.units, str) or not isinstance(var.long_name, str) or not var.long_name:
+                raise PolicyError(f"{where}: {var.name}: units and long_name must be text (long_name not empty)")
+            if var.name in VARIABLE_BY_NAME and (var.name not in LEARNER_SERIES or var != VARIABLE_BY_NAME[var.name]):
+                raise PolicyError(f"{where}: {var.name}: a built-in variable of every run file; choose another name")
+            if var.name in out or var.name in POINT_DIMS or var.name in ("seed", "block", "wd"):
+                raise PolicyError(f"{where}: {var.name}: declared twice, or a coordinate's name")
+            out[var.name] = (who, var)
+    return out
+
+
+def _recorded(scheme, who, policy, method, block, declared, per, name, value, S) -> np.ndarray:
+    """A declared variable's (S,) values as recorded, or :class:`PolicyError` naming what is wrong."""
+    where = f"scheme {scheme}: the {who} policy's {type(policy).__name__}.{method} returned {name!r}"
+    where += f" at block {block}" if block is not None else ""
+    if name not in declared or declared[name][1].per != per:
+        own = [n for n, (w, v) in declared.items() if w == who and v.per == per]
+        raise PolicyError(
+            f"{where}, which it does not declare per {per} in records (it declares: {', '.join(own) or 'none'})"
+        )
+    try:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (S,))
+    except (TypeError, ValueError):
+        raise PolicyError(f"{where}: must be one number per seed, an array of shape ({S},)") from None
+
+
+def _failed(scheme: str, who: str, policy, method: str, block: int | None, error: Exception) -> PolicyError:
+    where = f" at block {block}" if block is not None else ""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return PolicyError(
+        f"scheme {scheme}: the {who} policy's {type(policy).__name__}.{method} raised{where}: "
+        f"{type(error).__name__}{': ' + text if text else ''}"
+    )
+
+
 def simulate_arrays(
     P: Params,
     scheme: str,
@@ -146,9 +199,25 @@ def simulate_arrays(
     obs = env.reset()
     ctx = PolicyContext(P, tuple(seeds), env)
     scheme_params = sch.param_values(scheme_params)
-    wd, server = sch.policies(scheme_params)
-    wd.reset(ctx, obs)
-    server.reset(ctx, obs)
+    try:
+        wd, server = sch.policies(scheme_params)
+    except ParamError:
+        raise
+    except Exception as e:
+        raise PolicyError(f"scheme {scheme}: making its policies raised: {type(e).__name__}: {e}") from e
+    for who, policy in (("WD", wd), ("server", server)):
+        try:
+            policy.reset(ctx, obs)
+        except ParamError:  # a policy that refuses the model (the exact optimum at K > 2)
+            raise
+        except Exception as e:
+            raise _failed(scheme, who, policy, "reset", None, e) from e
+    declared = declared_records(scheme, wd, server)
+    # the policies' own per-block variables (the table's learner series have rows of the records)
+    own_rows = {
+        name: i for i, name in enumerate(n for n, (_, v) in declared.items() if v.per == "block" and n not in SERIES)
+    }
+    own = np.full((len(own_rows), S, blocks), np.nan)
 
     rec = np.full((len(SERIES), S, blocks), np.nan)
     dev = np.zeros((len(DEVICE), S, blocks if per_device else 0, K))
@@ -193,20 +262,53 @@ def simulate_arrays(
         obs = Observation(blocks, q, h_end, beta_end, q_ser)
     else:
         for t in steps:
-            action = Action(wd.act(obs), server.act(obs), wd.whole_task)
-            next_obs, terms, info = env.step(action)
+            try:
+                p = wd.act(obs)
+            except Exception as e:
+                raise _failed(scheme, "WD", wd, "act", t, e) from e
+            try:
+                f_ser = server.act(obs)
+            except Exception as e:
+                raise _failed(scheme, "server", server, "act", t, e) from e
+            try:
+                next_obs, terms, info = env.step(Action(p, f_ser, wd.whole_task))
+            except ActionError as e:
+                raise PolicyError(f"scheme {scheme}: {e}") from None
             # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
             tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
-            for policy in (wd, server):
-                for name, value in policy.update(tr).items():
-                    if name not in LEARNER_SERIES:
-                        raise ValueError(
-                            f"{type(policy).__name__}.update returned {name!r}; it may return {', '.join(LEARNER_SERIES)}"
-                        )
-                    rec[SERIES.index(name), :, t] = value
+            for who, policy in (("WD", wd), ("server", server)):
+                try:
+                    diagnostics = policy.update(tr)
+                except Exception as e:
+                    raise _failed(scheme, who, policy, "update", t, e) from e
+                for name, value in diagnostics.items():
+                    row = _recorded(scheme, who, policy, "update", t, declared, "block", name, value, S)
+                    if name in own_rows:
+                        own[own_rows[name], :, t] = row
+                    else:
+                        rec[SERIES.index(name), :, t] = row
             obs = next_obs
     series = dict(zip(SERIES, rec, strict=True))
     devices = dict(zip(DEVICE, dev, strict=True)) if per_device else {}
+
+    summaries, finished = {}, {}
+    for who, policy in (("server", server), ("WD", wd)):
+        for method in ("summary", "finish"):
+            try:
+                got = getattr(policy, method)()
+            except Exception as e:
+                raise _failed(scheme, who, policy, method, None, e) from e
+            if method == "summary":
+                summaries.update(got)
+                continue
+            for name, value in got.items():
+                finished[name] = _recorded(scheme, who, policy, "finish", None, declared, "seed", name, value, S)
+    missing = [n for n, (_, v) in declared.items() if v.per == "seed" and n not in finished]
+    if missing:
+        raise PolicyError(f"scheme {scheme}: {', '.join(missing)}: declared per seed, but finish() did not return it")
+    # the policies' own variables, with their declarations (mecmodel.dataset writes them)
+    records = {name: (declared[name][1], own[row]) for name, row in own_rows.items()}
+    records.update({name: (declared[name][1], value) for name, value in finished.items()})
 
     # --- summaries per seed ---
     # Every summary is a per-seed loop in a fixed order (mecmodel.engine): a seed's bits do not
@@ -247,16 +349,22 @@ def simulate_arrays(
         },  # fmt: skip
         "mean_gain": env.mean_gain,
         "distance": env.distance,
-        "agents": {**server.summary(), **wd.summary()},
+        "agents": summaries,
+        "records": records,
         "scheme_params": scheme_params,
     }
     unknown = set(out["agents"]) - set(LEARNERS)
     if unknown:
-        raise ValueError(f"a policy's summary names {sorted(unknown)}; it may name {', '.join(LEARNERS)}")
+        raise PolicyError(
+            f"scheme {scheme}: a policy's summary names {sorted(unknown)}; it may name {', '.join(LEARNERS)} "
+            "(a variable of your own: declare it in records and return it from finish())"
+        )
     for name, summary in out["agents"].items():
         missing = set(SUMMARY) - set(summary)
         if missing:
-            raise ValueError(f"a policy's summary of {name} lacks {sorted(missing)}; it needs {', '.join(SUMMARY)}")
+            raise PolicyError(
+                f"scheme {scheme}: a policy's summary of {name} lacks {sorted(missing)}; it needs {', '.join(SUMMARY)}"
+            )
     for name, summary in out["agents"].items():
         for s, b in zip(seeds, summary["diverged_block"], strict=True):
             if b >= 0:

@@ -175,8 +175,11 @@ VARIABLE_BY_NAME: dict[str, Variable] = {v.name: v for v in VARIABLES}
 SERIES: tuple[str, ...] = tuple(v.name for v in VARIABLES if v.per == "block")
 #: The engine's per-WD record rows, in order.
 DEVICE: tuple[str, ...] = tuple(v.name for v in VARIABLES if v.per == "wd")
-#: Per-seed variables an experiment's ``metric`` may name (its figure and summary table show it).
-METRIC_NAMES: tuple[str, ...] = tuple(v.name for v in VARIABLES if v.metric)
+#: Per-seed variables an experiment's ``metric`` may name (its figure and summary table show it):
+#: average_cost, every experiment's default, first, then the others in the table's order.
+METRIC_NAMES: tuple[str, ...] = tuple(
+    sorted((v.name for v in VARIABLES if v.metric), key=lambda name: name != "average_cost")
+)
 
 
 def ma_window(blocks: int) -> int:

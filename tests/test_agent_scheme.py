@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from mecmodel import schemes, sweep
-from mecmodel.params import ParamError, make_params
+from mecmodel.params import ParamError, PolicyError, make_params
 from mecmodel.simulation import simulate_arrays
 
 TRAINING = textwrap.dedent(
@@ -106,5 +106,9 @@ def test_agent_errors_are_one_line(agent_files, tmp_path):
         description="d",
     )
     assert bad.name == "x2"
-    with pytest.raises(ValueError, match=r"agent: returned an action of shape \(1, 1\), expected \(1, 7\)"):
+    with pytest.raises(
+        PolicyError,
+        match=r"scheme x2: the WD policy's AgentWD.act raised at block 0: ValueError: agent: returned an action "
+        r"of shape \(1, 1\), expected \(1, 7\)",
+    ):
         simulate_arrays(make_params("default", {"K": 2}), "x2", [0], 3)

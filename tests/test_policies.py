@@ -14,8 +14,8 @@ import pytest
 
 import mecmodel
 from mecmodel import schemes
-from mecmodel.env import Action, MECEnv
-from mecmodel.params import ParamError, make_params
+from mecmodel.env import Action, ActionError, MECEnv
+from mecmodel.params import ParamError, PolicyError, make_params
 from mecmodel.policies import PolicyContext, ServerPolicy, Transition, WDPolicy
 from mecmodel.simulation import simulate_arrays
 
@@ -223,14 +223,18 @@ class _OddSummary(WDPolicy):
 @pytest.mark.parametrize(
     ("wd", "match"),
     [
-        (_Chatty, r"_Chatty.update returned 'cost'; it may return alg1_td_error"),
-        (_OddSummary, r"summary names \['mine'\]"),
+        (
+            _Chatty,
+            "scheme odd: the WD policy's _Chatty.update returned 'cost' at block 0, which it does not declare "
+            "per block in records (it declares: none)",
+        ),
+        (_OddSummary, "scheme odd: a policy's summary names ['mine']"),
     ],
 )
 def test_policies_cannot_overwrite_the_record(wd, match, monkeypatch):
     monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
     schemes.register("odd", wd=wd, server=schemes.SCHEMES["local"].server, description="d")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(PolicyError, match=re.escape(match)):
         simulate_arrays(make_params("default", {"K": 2}), "odd", [0], 5)
 
 
@@ -238,11 +242,11 @@ def test_policies_cannot_overwrite_the_record(wd, match, monkeypatch):
 def test_action_shapes_are_checked(p_shape, f_shape):
     env = MECEnv(make_params("default", {"K": 2}), 1)
     env.reset()
-    expect = (
-        "Action: expected p of shape (1, 2) (seeds, WDs) and f_ser of shape (1, 5) (seeds, slots), "
-        f"got {p_shape} and {f_shape}"
-    )
-    with pytest.raises(ValueError, match=re.escape(expect)):
+    if p_shape != (1, 2):
+        expect = f"the WD policy returned transmit power p of shape {p_shape}, expected (1, 2) (seeds, WDs) (block 0)"
+    else:
+        expect = f"the server policy returned server rate f_ser of shape {f_shape}, expected (1, 5) (seeds, slots)"
+    with pytest.raises(ActionError, match=re.escape(expect)):
         env.step(Action(np.zeros(p_shape), np.zeros(f_shape)))
 
 
@@ -290,7 +294,9 @@ class _NoDivergence(WDPolicy):
 def test_a_summary_needs_every_field(monkeypatch):
     monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
     schemes.register("partial", wd=_NoDivergence, server=schemes.SCHEMES["local"].server, description="d")
-    with pytest.raises(ValueError, match=r"summary of alg1 lacks \['converged_block_max', "):
+    with pytest.raises(
+        PolicyError, match=r"scheme partial: a policy's summary of alg1 lacks \['converged_block_max', "
+    ):
         simulate_arrays(make_params("default", {"K": 2}), "partial", [0], 3)
 
 

@@ -7,6 +7,9 @@ at once, on arrays of shape (S, K) or (S,). The loop (:mod:`mecmodel.simulation`
     policy.reset(ctx, obs)            # once, with the first observation
     a = policy.act(obs)               # every block
     policy.update(transition)         # every block, after the environment stepped
+    policy.finish()                   # once, after the last block
+
+A policy declares the variables it records in :attr:`Policy.records`.
 
 ``docs/schemes.md`` is the guide for scheme authors.
 """
@@ -20,6 +23,7 @@ import numpy as np
 from ..env import Action, Observation, StepInfo
 from ..params import Params
 from ..queues import CostTerms
+from ..vocabulary import Variable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +69,12 @@ class Policy:
     """
 
     information = "decentralised"
+    #: The variables this policy records (:class:`mecmodel.vocabulary.Variable`: name, units,
+    #: long_name, ``per``). A ``per="block"`` variable is what :meth:`update` returns under its name
+    #: every block, a ``per="seed"`` one what :meth:`finish` returns at the end; each value is an
+    #: (S,) array, one number per seed. They land in run files and aggregates with their CF
+    #: attributes. Algorithms 1 and 2 declare the table's ``alg1_*`` / ``alg2_*`` series this way.
+    records: tuple[Variable, ...] = ()
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         """Called once before block 0; the default keeps ``ctx`` as ``self.ctx``."""
@@ -74,7 +84,11 @@ class Policy:
         raise NotImplementedError
 
     def update(self, tr: Transition) -> dict[str, np.ndarray]:
-        """Learn from one block; return per-seed diagnostics to record (name -> (S,) array)."""
+        """Learn from one block; return the values of the ``per="block"`` :attr:`records` (name -> (S,))."""
+        return {}
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """After the last block: the values of the ``per="seed"`` :attr:`records` (name -> (S,))."""
         return {}
 
     def summary(self) -> dict[str, dict[str, np.ndarray]]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import engine
 from ..env import Observation, stream
+from ..vocabulary import VARIABLE_BY_NAME
 from .base import PolicyContext, ServerPolicy, Transition, WDPolicy
 
 if TYPE_CHECKING:
@@ -207,6 +208,8 @@ class Algorithm1(WDPolicy):
     beta_k,1..n]; the action is p_k / p_max. ``whole_task`` gives the paper's binary offloading.
     """
 
+    records = (VARIABLE_BY_NAME["alg1_td_error"], VARIABLE_BY_NAME["alg1_rel_change"])
+
     def __init__(self, whole_task: bool = False):
         self.whole_task = whole_task
 
@@ -244,6 +247,8 @@ class Algorithm2(ServerPolicy):
     State (input to the features (30)): [q^ser, q_1..q_K] / (W queue_scale); the action is
     f^ser / f^ser_max.
     """
+
+    records = (VARIABLE_BY_NAME["alg2_td_error"], VARIABLE_BY_NAME["alg2_rel_change"])
 
     def state(self, obs: Observation) -> np.ndarray:
         """(S, K + 1) the server's state vector (:func:`mecmodel.engine.server_state`)."""
