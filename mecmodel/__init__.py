@@ -85,8 +85,8 @@ def simulate(
 
 
 def simulate_params(P, **options: Any):
-    """:func:`simulate` for parameters already built with :func:`make_params`; ``options`` are
-    :func:`simulate_parts`' (scheme, seeds, blocks, per_device, progress, scheme_params, sweep)."""
+    """``simulate`` for parameters already built with ``make_params``; ``options`` are
+    ``simulate_parts``' (scheme, seeds, blocks, per_device, progress, scheme_params, sweep)."""
     import xarray as xr
 
     return xr.Dataset(*simulate_parts(P, **options))
@@ -103,9 +103,9 @@ def simulate_parts(
     scheme_params: Mapping[str, Any] | None = None,
     sweep: Sequence[str] = (),
 ) -> tuple[dict, dict, dict]:
-    """:func:`simulate_params` up to the Dataset: its variables, coordinates and attributes as plain
-    numpy (:func:`mecmodel.dataset.dataset_parts`), which ``mecmodel simulate`` writes without
-    importing xarray (:func:`mecmodel.dataset.write_parts`)."""
+    """``simulate_params`` up to the Dataset: its variables, coordinates and attributes as plain
+    numpy (``mecmodel.dataset.dataset_parts``), which ``mecmodel simulate`` writes without
+    importing xarray (``mecmodel.dataset.write_parts``)."""
     from .dataset import dataset_parts
     from .params import ParamError
     from .schemes import get_scheme

@@ -301,9 +301,14 @@ def cmd_schemes(a: argparse.Namespace) -> int:
     width = max(12, *(len(name) for name in SCHEMES))
     print(f"{'name':{width}s} {'kind':10s} {'information':15s} description")
     for s in SCHEMES.values():
-        info = {s.wd().information, s.server().information}
+        policies = s.policies()
+        info = {p.information for p in policies}
         info_text = "centralised" if "centralised" in info else "decentralised"
         print(f"{s.name:{width}s} {s.kind:10s} {info_text:15s} {s.description}")
+        # the parameters it declares, each a sweep axis from a config (`V: [1, 10]`)
+        for name, spec in s.params.items():
+            unit = "" if spec.unit in ("", "1") else f" {spec.unit}"
+            print(f"{'':{width}s}   parameter {name} = {spec.default}{unit}, {spec.range_text()}: {spec.doc}")
     return 0
 
 

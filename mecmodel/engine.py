@@ -92,7 +92,7 @@ def _nmax(a: float, b: float) -> float:
 @jit
 def capacity(h: float, p: float, sc) -> float:
     """(3): the back-end cycles power p carries in the offloading slot, floor(tau B log2(1 + h p / Gamma) / zeta)."""
-    return math.floor(sc[TAU] * (sc[BW] * math.log1p(h * p / sc[GAP]) / LN2) / sc[ZETA])
+    return np.floor(sc[TAU] * (sc[BW] * math.log1p(h * p / sc[GAP]) / LN2) / sc[ZETA])
 
 
 @jit
@@ -115,7 +115,7 @@ def wd_partition(qk: float, cap: float, sc, rule: int, binary: bool):
     if rule == 1:  # mod_w: the partitioned task is the furthest one the CPU reaches
         behind = tasks if busy else 0.0
         rw = (W if cap >= W else 0.0) if binary else _nmin(cap, W)
-        m = _nmin(_nmax(math.floor((local_max - head + rw) / W), 0.0), behind)
+        m = _nmin(_nmax(np.floor((local_max - head + rw) / W), 0.0), behind)
         if m < 1.0:
             loc, off, size = head - r0, r0, head
         else:
@@ -477,7 +477,7 @@ def grid_expm1(sc, grid):
     W = sc[W_]
     out = np.empty(grid)
     for j in range(grid):
-        cap = math.floor(W * j / (grid - 1) + 0.5)
+        cap = np.floor(W * j / (grid - 1) + 0.5)
         out[j] = math.expm1(sc[ZETA] * cap / (sc[TAU] * sc[BW]) * LN2)
     return out
 
@@ -527,9 +527,9 @@ def myopic_power(qk, hk, sc, rule, n, grid, V, reading, e_grid, binary):
         elif not capped:
             c = W * j / (grid - 1)
             capped = c + 0.5 >= c_max
-            cap = math.floor(c + 0.5)
+            cap = np.floor(c + 0.5)
         if capped:
-            cap = math.floor(c_max)
+            cap = np.floor(c_max)
         loc, off, unc, dl, stk = wd_partition(qk, cap, sc, rule, binary)
         if off <= 0.0:
             ptx = 0.0

@@ -1,20 +1,20 @@
 """The environment: the MEC system of section II, vectorised over (seed, device).
 
-:class:`MECEnv` owns the physics and the random streams and nothing of the learners, in the
+``MECEnv`` owns the physics and the random streams and nothing of the learners, in the
 shape of a Gymnasium / PettingZoo-parallel environment::
 
     env = MECEnv(P, seeds=[0, 1])
     obs = env.reset()                                   # Observation at block 0
     obs, costs, info = env.step(Action(p, f_ser))       # one decision block
 
-* :class:`Observation`: what an agent may see at the start of a block (section IV): each WD's
+* ``Observation``: what an agent may see at the start of a block (section IV): each WD's
   queue, channel gain and this block's arrivals, the block index, the server queue and the WD
   queues (which the server observes). ``docs/schemes.md`` says who may see what.
-* :class:`Action`: every WD's commanded transmit power p_k (which fixes its partition through
+* ``Action``: every WD's commanded transmit power p_k (which fixes its partition through
   (3)-(4)) and the server's n slot rates f^ser; the step clips them to [0, p_max] and
-  [0, f_ser_max]; a non-finite value or a wrong shape is refused (:class:`ActionError`).
-* ``costs``: the four terms of (8), per seed (:class:`mecmodel.queues.CostTerms`).
-* :class:`StepInfo`: everything the step computed (service, energies, rates) and what a learner
+  [0, f_ser_max]; a non-finite value or a wrong shape is refused (``ActionError``).
+* ``costs``: the four terms of (8), per seed (``mecmodel.queues.CostTerms``).
+* ``StepInfo``: everything the step computed (service, energies, rates) and what a learner
   needs as knowledge of the environment: each agent's own cost term and its gradient with
   respect to its normalised action.
 
@@ -23,7 +23,7 @@ keys, so that for a given seed every scheme sees the same user positions, shadow
 arrivals (common random numbers), and a seed's results do not depend on which other seeds run
 beside it, up to the last bits of float64: numpy's einsum can round the same row differently
 when it sits at another address (seen at K = 100 with 10 seeds, about 1e-14 relative after a
-few blocks). Policies draw from streams of their own (:func:`stream`, any name).
+few blocks). Policies draw from streams of their own (``stream``, any name).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class Exogenous:
 
 
 class ActionError(ValueError):
-    """An action :meth:`MECEnv.step` refuses: not numbers, a wrong shape, or not finite (NaN, inf).
+    """An action ``MECEnv.step`` refuses: not numbers, a wrong shape, or not finite (NaN, inf).
 
     The message names the policy (WD or server), the agent (WD k, or the server and its slot), the
     seed and the block."""
@@ -130,14 +130,22 @@ class Observation:
 
     Under the paper's decentralised information model (section IV) WD k sees ``q[:, k]``,
     ``h[:, k]``, ``beta[:, k]`` and ``t``; the server sees ``q_ser``, ``q`` (the WDs report their
-    queues) and ``t``. The arrays are the environment's: read them, do not write into them.
+    queues) and ``t``. The arrays are the environment's and read-only: a policy cannot change the
+    environment's state. S is the number of seeds, K of WDs, n of slots per block.
     """
 
     t: int
-    q: np.ndarray  # (S, K) WD queues, cycles
-    h: np.ndarray  # (S, K) channel gain over the noise power, W^-1 (fading included)
-    beta: np.ndarray  # (S, K, n) 1 where a task arrives in slot i of this block
-    q_ser: np.ndarray  # (S,) server queue, cycles
+    """Block index, the same for every seed: 0 after ``MECEnv.reset``, one more after each step."""
+    q: np.ndarray
+    """(S, K) cycles: each WD's queue q_k at the start of the block (the arrivals of earlier blocks included)."""
+    h: np.ndarray
+    """(S, K) W^-1: each WD's channel power gain over the noise power in this block, the h of (3)-(4): its mean
+    gain (path loss and shadowing, fixed for the run) times this block's fading (a unit-mean exponential draw)."""
+    beta: np.ndarray
+    """(S, K, n) 1: 1.0 where a task (W = ``task_cycles`` cycles) arrives at WD k in slot i of this block, else 0.0;
+    this block's arrivals join ``q`` at its end, (1)."""
+    q_ser: np.ndarray
+    """(S,) cycles: the server queue q^ser at the start of the block."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,39 +156,70 @@ class Action:
     fixes how many back-end cycles the partitioned task can offload. ``f_ser`` (S, n) is the
     commanded server rate in each slot (cycles/s, in [0, f_ser_max]); the server never runs
     faster than its queue needs. ``whole_task`` offloads a task's back end whole or not at all
-    (binary offloading).
+    (binary offloading). ``MECEnv.step`` takes any array-like of numbers of these shapes (read as
+    float64), clips it to the box (9b), (9d) and refuses (``ActionError``) a wrong shape, non-numbers
+    or a non-finite value.
     """
 
     p: np.ndarray
+    """(S, K) W: the transmit power p_k each WD commands, in [0, p_max] (9b). It is an upper bound: the capacity
+    (3) at p caps the offloaded back end, and the power actually sent (``StepInfo.p_tx``) is (4) of what is sent."""
     f_ser: np.ndarray
+    """(S, n) cycles/s: the server rate f^ser_i commanded for each slot i, in [0, f_ser_max] (9d); a slot runs
+    slower once the queue runs dry (``StepInfo.f_eff``)."""
     whole_task: bool = False
+    """Binary offloading: True offloads a task's back end whole or not at all (``WDPolicy.whole_task``)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class StepInfo:
-    """What a step computed, for recording and for learners (knowledge of the environment)."""
+    """What a step computed, for recording and for learners (knowledge of the environment).
+
+    Frozen, one per step. Per-WD arrays are (S, K), per-slot arrays (S, n), per-seed arrays (S,): S seeds, K WDs,
+    n slots per block. Costs and their gradients are in cost units (1: the weights of (8) are per cycle and per J).
+    """
 
     P: Params
-    obs: Observation  # the state the action was taken in
-    action: Action  # as applied: clipped to [0, p_max] and [0, f_ser_max]
-    service: queues.WDService  # partition of each WD's work (3), (4), (9c)
-    p_tx: np.ndarray  # (S, K) power actually transmitted, (4), W
-    e_local: np.ndarray  # (S, K) local computing energy (2), J
-    e_offload: np.ndarray  # (S, K) offloading energy (5), J
-    served: np.ndarray  # (S, n) cycles the server computed in each slot
-    f_eff: np.ndarray  # (S, n) effective server rates, cycles/s
-    e_server: np.ndarray  # (S,) server energy (7), J
-    arrivals: np.ndarray  # (S, K) tasks that arrived this block
-    #: (S, K) each WD's own cost term of (8): w3 q_k + w4 (E^wd_k + E^off_k), r_{k,t} of (24).
+    """The model parameters of the run."""
+    obs: Observation
+    """The state the action was taken in (s_t); the queue terms of the costs are of this state."""
+    action: Action
+    """The action as applied: ``p`` (S, K) W clipped to [0, p_max], ``f_ser`` (S, n) cycles/s clipped to
+    [0, f_ser_max]."""
+    service: queues.WDService
+    """The partition of each WD's work, (3), (4), (9c): ``local`` and ``offload`` (S, K) cycles, the flags
+    ``uncapped`` and ``stuck`` (S, K) bool, ``dlocal_doff`` (S, K) 1 (``mecmodel.queues.WDService``)."""
+    p_tx: np.ndarray
+    """(S, K) W: the power actually transmitted, (4) of the offloaded back end's bits (zeta per cycle); 0 where
+    nothing is offloaded, at most ``action.p``."""
+    e_local: np.ndarray
+    """(S, K) J: local computing energy (2), the local work spread evenly over the n slots."""
+    e_offload: np.ndarray
+    """(S, K) J: offloading energy (5), tau ``p_tx``."""
+    served: np.ndarray
+    """(S, n) cycles: the cycles the server computed in each slot; their sum leaves q^ser in (6)."""
+    f_eff: np.ndarray
+    """(S, n) cycles/s: the effective server rate of each slot, ``served / tau``: the commanded rate while work
+    remains, less in the slot where the queue runs dry, 0 after it."""
+    e_server: np.ndarray
+    """(S,) J: server energy (7), sum_i tau xi^ser f_i^3 over the slots' ``f_eff``."""
+    arrivals: np.ndarray
+    """(S, K) tasks: the tasks that arrived at each WD this block (``obs.beta`` summed over the slots, 0 to n);
+    ``arrivals`` W cycles join the WD queue at the end of the block, (1)."""
     wd_cost: np.ndarray
-    #: (S,) the server's own cost term of (8): w1 q^ser + w2 E^ser, r_t of (31).
+    """(S, K) 1: each WD's own cost term of (8), w3 q_k + w4 (E^wd_k + E^off_k) with q_k of ``obs``:
+    the reward r_{k,t} of (24)."""
     server_cost: np.ndarray
-    #: (S, K) d wd_cost / d(p / p_max), the exact reward gradient of Algorithm 1's (26):
-    #: w4 p_max [tau + 3 xi f^2 (dL/dO) dcap/dp] where the offload tracks p (the capacity binds), else 0.
+    """(S,) 1: the server's own cost term of (8), w1 q^ser + w2 E^ser with q^ser of ``obs``: the reward r_t of
+    (31). ``wd_cost.sum(axis=1) + server_cost`` is the step's ``costs.total`` (up to rounding)."""
     wd_cost_grad: np.ndarray
-    #: (S, n) d server_cost / d(f^ser_i / f^ser_max), the exact gradient of Algorithm 2's (33):
-    #: 3 w2 tau xi (f_i^2 - f_p^2) f_ser_max for active slots, f_p the rate of the slot where the queue runs dry.
+    """(S, K) 1: d ``wd_cost`` / d(p_k / p_max), the exact reward gradient of Algorithm 1's (26):
+    w4 p_max [tau + 3 xi^wd f^2 (dL/dO) dcap/dp] where the offload tracks p (the capacity binds,
+    ``service.uncapped``), else 0; f is the local rate, dL/dO ``service.dlocal_doff``, dcap/dp the slope of (3)."""
     server_cost_grad: np.ndarray
+    """(S, n) 1: d ``server_cost`` / d(f^ser_i / f^ser_max), the exact gradient of Algorithm 2's (33):
+    3 w2 tau xi^ser (f_i^2 - f_p^2) f_ser_max on active slots (those that ran at their commanded rate), else 0;
+    f_p is the rate of the slot where the queue runs dry."""
 
 
 def scratch_records(S: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,12 +244,23 @@ def _observation(t: int, *arrays: np.ndarray) -> Observation:
 
 
 class MECEnv:
-    """K WDs and one edge server, for every seed at once; one :meth:`step` is one decision block.
+    """K WDs and one edge server, for every seed at once; one ``step`` is one decision block.
 
-    The user drop and shadowing are drawn at construction (fixed for the run, one stream each);
-    fading and arrivals are drawn per block from their own streams. :meth:`reset` empties the
-    queues and returns the first observation; :meth:`step` applies (3)-(8) and the queue
-    transitions (1), (6) and returns ``(next observation, cost terms (8), StepInfo)``.
+    ``P`` holds the model parameters (``mecmodel.params.make_params``); ``seeds`` is a count n (seeds
+    0..n-1) or a sequence of distinct integers in [0, 2**63) (else ``ParamError``). The user drop and
+    shadowing are drawn at construction (fixed for the run, one stream each); fading and arrivals are
+    drawn per block from their own streams. ``reset`` empties the queues and returns the first
+    observation; ``step`` applies (3)-(8) and the queue transitions (1), (6) and returns
+    ``(next observation, cost terms (8), StepInfo)``.
+
+    Attributes (S seeds, K WDs); a policy that reads the drop or the gains through ``PolicyContext.env`` is
+    centralised:
+
+    * ``P``; ``seeds``, the list of seed labels (axis 0 of every array, in this order); ``S``, their number;
+    * ``distance``: (S, K) m, each WD's distance to the base station;
+    * ``mean_gain``: (S, K) W^-1, each WD's mean channel gain over the noise power (path loss and shadowing);
+    * ``local_max``: cycles, the most a WD computes in a block, floor(n tau f^wd_max) (9c);
+    * ``obs``: the current ``Observation`` (None before ``reset``).
     """
 
     def __init__(self, P: Params, seeds: int | Sequence[int]):
@@ -232,25 +282,42 @@ class MECEnv:
         self.record_into(*scratch_records(self.S, P.K), start=1, column=lambda t: 0)
 
     def record_into(self, rec: np.ndarray, dev: np.ndarray, work: np.ndarray, start: int, column=None) -> None:
-        """Record every later step into a run's arrays (see :func:`mecmodel.engine.advance`):
-        block t into column ``column(t)`` (default t) of ``rec`` (series, S, T) and ``dev``, the work
-        totals into ``work`` (window from block ``start`` on)."""
+        """Record every later step into a run's arrays (``mecmodel.engine.advance`` writes them).
+
+        ``mecmodel.simulation`` calls it; a policy does not. Until it is called, a step records into
+        scratch arrays that nothing reads.
+
+        * ``rec``: (len(SERIES), S, T), the per-block series (rows of ``mecmodel.vocabulary.SERIES``);
+          block t goes into column ``column(t)`` (default t);
+        * ``dev``: (len(DEVICE), S, T, K), the per-WD series (rows of ``mecmodel.vocabulary.DEVICE``),
+          written only when T > 0;
+        * ``work``: (len(mecmodel.engine.WORK), S) cycles, the work totals, which each step adds to; the
+          window totals count the steps whose column is >= ``start``.
+        """
         self._rec, self._dev, self._work, self._start = rec, dev, work, int(start)
         self._column = column or int
 
     def rngs(self, name: str) -> list[np.random.Generator]:
-        """One generator of the stream ``name`` per seed (for policies that draw)."""
+        """One ``numpy.random.Generator`` per seed of the stream ``name`` (a list of S, in the order of ``seeds``).
+
+        The streams are independent of every other stream and seed (``stream``). Each call starts them
+        afresh, so the same name gives the same draws again: call it once and keep the list.
+        """
         return [stream(s, name) for s in self.seeds]
 
     def reset(self) -> Observation:
-        """Empty queues, fresh fading and arrival streams; the observation of block 0."""
+        """Start a run: empty queues (``q`` and ``q_ser`` zero) and the fading and arrival streams from their
+        start (the same draws again), the drop and shadowing of construction kept.
+
+        Returns the ``Observation`` of block 0, also kept as ``obs``.
+        """
         self.exo = Exogenous(self.seeds, self.P, self.mean_gain)
         h, beta = self.exo.at(0)
         self.obs = _observation(0, np.zeros((self.S, self.P.K)), h, beta, np.zeros(self.S))
         return self.obs
 
     def _checked(self, value, who: str, what: str, shape: tuple, dims: str, item: str) -> np.ndarray:
-        """An action's array as the kernel reads it, or :class:`ActionError` naming what is wrong."""
+        """An action's array as the kernel reads it, or ``ActionError`` naming what is wrong."""
         block = self.obs.t
         try:
             array = _f64(value)
@@ -270,7 +337,20 @@ class MECEnv:
         return array
 
     def step(self, action: Action) -> tuple[Observation, queues.CostTerms, StepInfo]:
-        """One block: partition (3)-(4), local computing (2), offloading (5), server (6)-(7), cost (8)."""
+        """One block: partition (3)-(4), local computing (2), offloading (5), server (6)-(7), cost (8).
+
+        ``action`` holds ``p`` (S, K) W and ``f_ser`` (S, n) cycles/s, any array-like of numbers (read as
+        float64); they are clipped to [0, p_max] and [0, f_ser_max] (9b), (9d). Returns ``(obs, costs, info)``:
+
+        * ``obs``: the ``Observation`` of block t + 1 (the queues after (1) and (6), the next fading and
+          arrivals), also kept as ``self.obs``;
+        * ``costs``: the four terms of (8), each (S,) (``mecmodel.queues.CostTerms``), on the queues the
+          action was taken in and this block's energies;
+        * ``info``: the ``StepInfo`` of everything the step computed.
+
+        Raises ``ActionError`` for an action that is not numbers, of the wrong shape or not finite (the state
+        is left as it was), and ``RuntimeError`` before ``reset``.
+        """
         P, o = self.P, self.obs
         if o is None:
             raise RuntimeError("MECEnv.step before reset")

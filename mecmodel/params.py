@@ -2,9 +2,9 @@
 
 Every field carries its unit, its allowed range and where its value comes from
 (section VI of the paper, or a documented choice in ``docs/model.md``). A wrong
-value is rejected with :class:`ParamError`, whose message names the field and the
-allowed range. The presets (:data:`PRESET_TABLE`) are named sets of values over the
-defaults; every list of presets (:data:`PRESETS`, error messages, ``mecmodel params``,
+value is rejected with ``ParamError``, whose message names the field and the
+allowed range. The presets (``PRESET_TABLE``) are named sets of values over the
+defaults; every list of presets (``PRESETS``, error messages, ``mecmodel params``,
 the workflow's config schema) comes from that one table.
 """
 
@@ -33,24 +33,50 @@ class PolicyError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Field:
+    """One parameter: its name, default, unit, meaning, source and allowed values.
+
+    The model's parameters are the table ``FIELDS``; a scheme declares its own the same way
+    (``Scheme.params``, numeric fields only). ``check`` validates a value, ``range_text`` spells the
+    allowed values; ``mecmodel params`` lists the table.
+    """
+
     name: str
+    """The parameter's name, as in ``Params``, overrides and config files (e.g. ``"p_max"``)."""
     default: Any
+    """Its value in the ``default`` preset, and in every preset that does not change it."""
     unit: str
+    """Its unit in UDUNITS spelling (``"W"``, ``"cycle s-1"``, ``"J s2 cycle-3"``); ``"1"`` for a number
+    without unit, ``""`` for a choice or a flag."""
     doc: str
+    """What it means, one line (``mecmodel params``, the config schema)."""
     source: str
+    """Where its value comes from: the paper (``"paper, section VI"``) or, where the paper gives none, the
+    reason for the choice (``"not stated: ..."``, ``"ours: ..."``)."""
     kind: type = float
+    """Its type: ``float`` (an int is accepted and converted), ``int`` (a float with an integer value is
+    accepted and converted), ``bool``, or ``str`` with ``choices``."""
     lo: float | None = None
+    """Lower bound of a number, included unless ``lo_open``; None for none."""
     hi: float | None = None
+    """Upper bound of a number, included unless ``hi_open``; None for none."""
     lo_open: bool = False
+    """True: the value must be greater than ``lo``, not equal to it."""
     hi_open: bool = False
+    """True: the value must be less than ``hi``, not equal to it."""
     choices: tuple[str, ...] | None = None
-    paper: Any = None  # value in the ``paper`` preset when it differs from the default
-    # A field added after runs were stored: at its default it is left out of to_dict() and the
-    # hashes (model_hash, the config hash), so every existing run keeps its model id; readers of
-    # params_json fill it in (mecmodel.results._run_params).
+    """The allowed strings of a choice (``kind`` ``str``), else None."""
+    paper: Any = None
+    """Its value in the ``paper`` preset when it differs from the default, else None."""
     silent_default: bool = False
+    """True for a field added after runs were stored: at its default it is left out of ``Params.to_dict``
+    and the hashes (``Params.model_hash``, the config hash), so every existing run keeps its model id;
+    readers of params_json fill it in (``mecmodel.results._run_params``)."""
 
     def range_text(self) -> str:
+        """The allowed values in words, as ``ParamError`` messages and ``mecmodel params`` give them:
+        ``"one of 'head', 'mod_w', 'single'"``, ``"true or false"``, ``"a number in (0, 100]"`` or
+        ``"an integer in [1, 1000]"`` (``[`` or ``]`` includes the bound, ``(`` or ``)`` excludes it; a
+        missing bound shows as ``-inf`` or ``inf``)."""
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         kind = "an integer" if self.kind is int else "a number"
@@ -63,7 +89,13 @@ class Field:
         return f"{kind} in {left}{lo}, {hi}{right}"
 
     def check(self, value: Any) -> Any:
-        """Return ``value`` converted to the field's type, or raise ParamError."""
+        """Return ``value`` converted to the field's type, or raise ``ParamError`` naming the field and
+        ``range_text``.
+
+        A choice must be one of the strings, a flag a bool. A number must be an int or a float (not a
+        bool), finite, integer-valued for an ``int`` field and within the bounds; it is returned as an
+        ``int`` or a ``float`` as ``kind`` says.
+        """
         bad = f"{self.name}: must be {self.range_text()}, got {value!r}"
         if self.choices is not None:
             if not isinstance(value, str) or value not in self.choices:
@@ -466,10 +498,18 @@ def _preset(name: str) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Params:
-    """Validated model parameters; build with :func:`make_params`."""
+    """Validated model parameters, one value per ``Field`` of ``FIELDS``; build with ``make_params``.
+
+    Read a value as an attribute, ``P.p_max`` (in the field's unit, W here), or from the mapping
+    ``P.values`` (``P.values["p_max"]``, or to go through every field). Frozen: ``replace`` gives a
+    changed copy. ``to_dict`` and ``model_hash`` identify the model.
+    """
 
     values: Mapping[str, Any]
+    """Every field's value, name -> value in the order of ``FIELDS``. Do not change it: the attributes are
+    copied from it at construction."""
     preset: str = "default"
+    """The preset the values start from (``make_params``); ``replace`` keeps it."""
 
     def __post_init__(self) -> None:
         # Every field as a plain attribute: the simulator reads parameters dozens of times per
@@ -493,6 +533,9 @@ class Params:
         }
 
     def replace(self, **changes: Any) -> Params:
+        """A changed copy: the same preset with this one's overrides (its values that differ from the preset)
+        and ``changes`` (name=value) applied, validated as by ``make_params`` (a bad name or value is a
+        ``ParamError``); e.g. ``P.replace(K=10, p_max=0.1)``."""
         return make_params(self.preset, {**self._overrides(), **changes})
 
     def _overrides(self) -> dict[str, Any]:
@@ -507,7 +550,13 @@ class Params:
 
 
 def make_params(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Params:
-    """Start from ``preset`` and apply ``overrides``; every value is validated."""
+    """Start from ``preset`` and apply ``overrides``; every value is validated.
+
+    ``preset`` is a name of ``PRESETS``; ``overrides`` a mapping of parameter name -> value. Each value
+    is checked and converted by its ``Field.check``, and ``min_distance`` must be less than
+    ``cell_radius``. A ``ParamError`` names the field and its allowed range (or the closest name, for an
+    unknown one). Returns the ``Params``.
+    """
     values = _preset(preset)
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ParamError(f"overrides: must be a mapping of parameter: value, got {type(overrides).__name__}")

@@ -134,9 +134,9 @@ def _finite_any(da: xr.DataArray) -> bool:
 
 
 def _fix_point(
-    ds: xr.Dataset, var: str, prefer: dict[str, float | None], sweep: str | None = None
+    ds: xr.Dataset, var: str, prefer: dict[str, float | None], sweep: str | None = None, facet: str | None = None
 ) -> tuple[xr.Dataset, dict]:
-    """Reduce the point dims other than ``sweep`` to one value each.
+    """Reduce the point dims other than ``sweep`` (and ``facet``) to one value each.
 
     Picks the value nearest the preferred one among those holding finite ``var`` data (the first
     such value when there is no preference). Returns the reduced dataset and the chosen values.
@@ -145,7 +145,7 @@ def _fix_point(
 
     chosen: dict[str, Any] = {}
     for dim in (*AXES, *_other_axes(ds)):
-        if dim == sweep:
+        if dim in (sweep, facet):
             continue
         if dim not in ds.dims:
             if dim in ds.coords:
@@ -476,10 +476,12 @@ def _sweep(
     second_metric: str | None = None,
     only_metric: bool = False,
     fixed_text: str | None = None,
+    facet: str | None = None,
 ) -> Figure:
     """Shared body of Figs. 8-9 and the gamma sweep: one panel per (var, title, ylabel, log y).
     ``second_metric`` replaces the subtitle's "average cost per block ..." when the figure draws
-    something else beside (9a)."""
+    something else beside (9a). ``facet``: a second swept axis, one row of panels per value
+    (small multiples sharing the x axis)."""
     import numpy as np
 
     missing_diffs = [p[0] for p in panels if p[0].startswith("diff_") and p[0] not in ds.variables]
@@ -489,15 +491,19 @@ def _sweep(
     _require(ds, sweep, *(p[0] for p in panels))
     if sweep not in ds.dims:
         ds = ds.expand_dims(sweep)
-    ds, chosen = _fix_point(ds, panels[0][0], prefer, sweep=sweep)
-    fig, axes = _new_figure(1, len(panels), 4.6 * len(panels), 4.0, sharex=True)
+    ds, chosen = _fix_point(ds, panels[0][0], prefer, sweep=sweep, facet=facet)
+    rows = [(None, ds)] if facet is None else [(v.item(), ds.sel({facet: v})) for v in ds[facet].values]
+    fig, axes = _new_figure(len(rows), len(panels), 4.6 * len(panels), 4.0 if facet is None else 3.0, sharex=True)
     handles, labels, counts, n_div_total = [], [], [], 0
     seen: set[str] = set()
     schemes = _schemes(ds, panels[0][0])
     xs_all: set = set()
     reference = str(ds.attrs.get("reference_scheme", ""))
-    for j, (var, ptitle, ylabel, logy) in enumerate(panels):
-        ax = axes[0, j]
+    cells = [(i, j, value, row, panel) for i, (value, row) in enumerate(rows) for j, panel in enumerate(panels)]
+    for i, j, value, ds, (var, ptitle, ylabel, logy) in cells:
+        ax = axes[i, j]
+        if facet is not None:
+            ptitle = f"{ptitle} — {_point_text({facet: value})}"
         paired = var.startswith("diff_")
         if paired:
             ax.axhline(0.0, color=scheme_style(reference)["color"], linewidth=1.0, linestyle=":", zorder=1)
@@ -525,7 +531,8 @@ def _sweep(
         if xscale != "linear":
             ax.set_xscale(xscale)
             ax.xaxis.set_minor_formatter("")
-        ax.set_xlabel(xlabel)
+        if i == len(rows) - 1:
+            ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(ptitle, fontsize=9)
     if xs_all and len(xs_all) <= 12:
@@ -639,11 +646,17 @@ def _metric_label(ds: xr.Dataset, metric: str) -> str:
     return f"{text} [{units}]" if units != "1" else text
 
 
+def _swept_axes(ds: xr.Dataset, most: int = 1) -> list[str]:
+    """The point dims with several values, in axis order: at most ``most`` of them."""
+    varying = [d for d in (*AXES, *_other_axes(ds)) if d in ds.dims and ds.sizes[d] > 1]
+    if len(varying) > most:
+        raise ValueError(f"this figure draws at most {most} swept axes; {', '.join(varying)} each have several values")
+    return varying
+
+
 def _swept_axis(ds: xr.Dataset) -> str | None:
     """The one point dim with several values (None: every axis holds one value)."""
-    varying = [d for d in (*AXES, *_other_axes(ds)) if d in ds.dims and ds.sizes[d] > 1]
-    if len(varying) > 1:
-        raise ValueError(f"the generic figures draw one swept axis; {', '.join(varying)} each have several values")
+    varying = _swept_axes(ds, 1)
     return varying[0] if varying else None
 
 
@@ -690,7 +703,8 @@ def fig_generic(ds: xr.Dataset) -> Figure:
     every scheme with 95% bars, and the paired difference from the reference scheme beside it."""
     metric = _experiment_metric(ds)
     _require(ds, metric)
-    axis = _swept_axis(ds)
+    # two swept axes: the first along x, one row of panels per value of the second
+    axis, facet = ([*_swept_axes(ds, 2), None, None])[:2]
     if axis is None:  # one point: the schemes side by side
         ds = ds.expand_dims(point=[0])
         axis, xlabel, xscale = "point", "", "linear"
@@ -713,6 +727,7 @@ def fig_generic(ds: xr.Dataset) -> Figure:
         second_metric=f"{panels[0][1]}, over the last {_attr_float(ds, 'param_average_fraction', 0.5):.0%} of the blocks",
         only_metric=True,
         fixed_text=_held_fixed(ds),
+        facet=facet,
     )
     if axis == "point":
         for ax in fig.axes:

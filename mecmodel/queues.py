@@ -16,18 +16,36 @@ import numpy as np
 
 
 class WDService(NamedTuple):
-    local: np.ndarray  # cycles computed locally this block, sum_i f^wd_i tau
-    offload: np.ndarray  # back-end cycles offloaded to the server this block
-    uncapped: np.ndarray  # True where the offload equals the power's capacity (d offload / d capacity = 1)
-    dlocal_doff: np.ndarray  # d local / d offload where uncapped: -1 (less local work) or 0 (CPU stays busy)
-    stuck: np.ndarray  # True where f^wd_max cannot finish the partitioned front end: nothing offloaded
+    """One block's work at each WD, split into local computing and an offloaded back end (``wd_service``).
+
+    Every field has the shape of the WDs' queues, (S, K) in a step (``StepInfo.service``).
+    """
+
+    local: np.ndarray
+    """Cycles computed locally this block, sum_i f^wd_i tau; at most ``local_max`` = n tau f^wd_max (9c)."""
+    offload: np.ndarray
+    """Cycles of the back end offloaded to the server this block (zeta bits each, sent in one slot by (3));
+    they leave the WD queue in (1) and join the server queue in (6)."""
+    uncapped: np.ndarray
+    """Bool: True where the offload equals the power's capacity (3), so it follows the power
+    (d offload / d capacity = 1); False where the capacity covers the whole back end, the WD is stuck or idle,
+    or offloading is binary."""
+    dlocal_doff: np.ndarray
+    """1: d local / d offload where ``uncapped``: -1 (a cycle more offloaded is one less computed locally) or 0
+    (rule ``head`` with the CPU busy for the whole block: the local work stays ``local_max``)."""
+    stuck: np.ndarray
+    """Bool: True where f^wd_max cannot finish the partitioned front end within the block: the WD computes
+    ``local_max`` cycles of its head task and offloads nothing."""
 
 
 LOCAL_SERVICE = ("head", "mod_w", "single")
 
 
 def head_remaining(q: np.ndarray, W: float) -> np.ndarray:
-    """Cycles left of the head-of-line task: q = head + N W with head in (0, W]; 0 if q = 0."""
+    """Cycles left of the head-of-line task: q = head + N W with head in (0, W]; 0 if q = 0.
+
+    ``q`` (any shape, e.g. (S, K)) in cycles, ``W`` the cycles of a task; returns cycles, the shape of ``q``.
+    """
     return np.where(q > 0, q - W * (np.ceil(q / W) - 1.0), 0.0)
 
 
@@ -50,6 +68,10 @@ def wd_service(
     ``binary=True`` offloads the partitioned task's remainder whole or not at all. If the
     CPU cannot finish the partitioned front end within ``local_max`` the WD is *stuck*:
     it computes ``local_max`` cycles of the head and offloads nothing.
+
+    ``q`` (cycles) and ``capacity`` (cycles, floored here) broadcast against each other, e.g. both (S, K);
+    ``W`` is the cycles of a task and ``local_max`` cycles per block. Returns a ``WDService`` whose fields
+    have the broadcast shape. Raises ``ValueError`` for an unknown ``rule``.
     """
     if rule not in LOCAL_SERVICE:
         raise ValueError(f"local_service: must be one of {', '.join(LOCAL_SERVICE)}, got {rule!r}")
@@ -86,7 +108,12 @@ def wd_service(
 
 
 def wd_queue_next(q: np.ndarray, service: WDService, arrivals: np.ndarray, W: float) -> np.ndarray:
-    """Eq. (1), work-conserving: q' = [q - local - offloaded]^+ + sum_i beta_i W."""
+    """Eq. (1), work-conserving: q' = [q - local - offloaded]^+ + sum_i beta_i W.
+
+    ``q`` (cycles), the fields of ``service`` (cycles) and ``arrivals`` (tasks this block, beta summed over the
+    slots) broadcast elementwise, e.g. all (S, K); ``W`` is the cycles of a task. Returns the next queues,
+    cycles, of the broadcast shape.
+    """
     return np.maximum(q - service.local - service.offload, 0.0) + arrivals * W
 
 
@@ -95,6 +122,10 @@ def server_service(q_ser: np.ndarray, f_ser: np.ndarray, tau: float) -> tuple[np
 
     The server runs slot i at f_i while work remains, so the effective rate is
     min(f_i, remaining / tau): an idle server burns no energy in (7).
+
+    ``q_ser`` (S,) cycles, ``f_ser`` (S, n) commanded rates in cycles/s (not clipped here), ``tau`` s; any
+    leading axes in place of S. Returns ``(served, f_eff)``: (S, n) cycles computed in each slot and (S, n)
+    effective rates, cycles/s.
     """
     cum = np.cumsum(f_ser * tau, axis=-1)
     done = np.minimum(cum, q_ser[..., None])
@@ -104,7 +135,11 @@ def server_service(q_ser: np.ndarray, f_ser: np.ndarray, tau: float) -> tuple[np
 
 
 def server_queue_next(q_ser: np.ndarray, served: np.ndarray, offloaded: np.ndarray) -> np.ndarray:
-    """Eq. (6): q^ser' = [q^ser - sum_i f^ser_i tau]^+ + sum_k offloaded back ends."""
+    """Eq. (6): q^ser' = [q^ser - sum_i f^ser_i tau]^+ + sum_k offloaded back ends.
+
+    ``q_ser`` (S,) cycles, ``served`` (S, n) cycles per slot (``server_service``), ``offloaded`` (S, K)
+    cycles per WD; the last axis is summed. Returns (S,) cycles.
+    """
     return np.maximum(q_ser - served.sum(axis=-1), 0.0) + offloaded.sum(axis=-1)
 
 
@@ -112,29 +147,50 @@ def local_energy(local_cycles: np.ndarray, n: int, tau: float, xi: float) -> np.
     """Eq. (2) with the local work spread evenly over the n slots (f_i = L / (n tau)).
 
     Equal rates minimise the convex energy sum_i tau xi f_i^3 for a given total.
+
+    ``local_cycles`` (any shape, e.g. (S, K)) in cycles per block, ``n`` slots of ``tau`` s, ``xi`` in
+    J s^2 / cycle^3 (xi^wd). Returns J, the shape of ``local_cycles``.
     """
     f = local_cycles / (n * tau)
     return n * tau * xi * f**3
 
 
 def offload_energy(p_tx: np.ndarray, tau: float) -> np.ndarray:
-    """Eq. (5): E^off = tau p."""
+    """Eq. (5): E^off = tau p.
+
+    ``p_tx`` (any shape, e.g. (S, K)) in W, ``tau`` s. Returns J, the shape of ``p_tx``.
+    """
     return tau * p_tx
 
 
 def server_energy(f_eff: np.ndarray, tau: float, xi: float) -> np.ndarray:
-    """Eq. (7): E^ser = sum_i tau xi^ser f_i^3 over the slots (last axis)."""
+    """Eq. (7): E^ser = sum_i tau xi^ser f_i^3 over the slots (last axis).
+
+    ``f_eff`` (S, n) effective rates in cycles/s (``server_service``), ``tau`` s, ``xi`` in
+    J s^2 / cycle^3 (xi^ser). Returns (S,) J.
+    """
     return tau * xi * np.sum(f_eff**3, axis=-1)
 
 
 class CostTerms(NamedTuple):
+    """The four terms of the per-block cost (8), each (S,) in cost units (1), one number per seed.
+
+    ``MECEnv.step`` returns them (the queues at the start of the block, the block's energies) and a
+    ``Transition`` holds them as ``costs``.
+    """
+
     server_queue: np.ndarray
+    """(S,) 1: w1 q^ser, the server queue's term."""
     server_energy: np.ndarray
+    """(S,) 1: w2 E^ser, the server energy's term (7)."""
     wd_queue: np.ndarray
+    """(S,) 1: w3 sum_k q_k, the WD queues' term."""
     wd_energy: np.ndarray
+    """(S,) 1: w4 sum_k (E^wd_k + E^off_k), the WD energies' term ((2) and (5))."""
 
     @property
     def total(self) -> np.ndarray:
+        """(S,) 1: the cost c(s_t) of (8), the sum of the four terms."""
         return self.server_queue + self.server_energy + self.wd_queue + self.wd_energy
 
 
@@ -142,5 +198,8 @@ def cost_terms(q_ser, e_ser, q_wd, e_wd, w1, w2, w3, w4) -> CostTerms:
     """Eq. (8): c = w1 q^ser + w2 E^ser + sum_k (w3 q^wd_k + w4 E_k), term by term.
 
     ``q_wd`` and ``e_wd`` have the device axis last; E_k = E^wd_k + E^off_k.
+
+    ``q_ser`` (S,) cycles, ``e_ser`` (S,) J, ``q_wd`` (S, K) cycles, ``e_wd`` (S, K) J; the weights ``w1``, ``w3``
+    per cycle and ``w2``, ``w4`` per J. Returns a ``CostTerms`` of (S,) arrays.
     """
     return CostTerms(w1 * q_ser, w2 * e_ser, w3 * q_wd.sum(axis=-1), w4 * e_wd.sum(axis=-1))

@@ -1,12 +1,12 @@
 """Reading and combining simulation runs written by the workflow.
 
 The workflow writes one NetCDF file per parameter point at a canonical path, the template
-:data:`mecmodel.vocabulary.RUN` below ``<root>/runs`` (``{model}`` is ``{preset}-{model_hash}``).
+``mecmodel.vocabulary.RUN`` below ``<root>/runs`` (``{model}`` is ``{preset}-{model_hash}``).
 
-* :func:`aggregate` combines the runs of one experiment (a full Cartesian grid of a single
+* ``aggregate`` combines the runs of one experiment (a full Cartesian grid of a single
   model) into one dense, compressed dataset with dims ``(K, arrival_prob, gamma, scheme,
   seed, block)``.
-* :func:`open_runs` opens every finished run under ``results/runs``, also of a partial
+* ``open_runs`` opens every finished run under ``results/runs``, also of a partial
   sweep, stacked along one ``run`` dimension indexed by ``(model, K, arrival_prob, gamma,
   scheme)``. Runs of different models (preset or overrides) stay apart through the
   ``model`` level; ``.unstack("run")`` gives a dense grid with NaN where no run exists.
@@ -166,7 +166,7 @@ def aggregate(
 
     The runs must come from one model (same preset and parameters apart from K,
     arrival_prob and gamma) with the same seeds and blocks, and must form a full grid
-    over ``(K, arrival_prob, gamma, scheme)``; anything else raises :class:`ParamError`
+    over ``(K, arrival_prob, gamma, scheme)``; anything else raises ``ParamError``
     before a file is written. The output has dims ``(K, arrival_prob, gamma, scheme,
     seed, block)``, schemes in registry order, the runs' common attrs, and
     ``experiment``, ``experiment_config`` (the JSON text given), ``model_params_json``

@@ -2,7 +2,7 @@
 
 A scheme pairs a WD policy (which transmit power p_k each WD commands, which fixes its task
 partition through (3)-(4)) with a server policy (the server CPU rates f^ser), see
-:mod:`mecmodel.policies`. Section VI's schemes and the references the paper lacks:
+``mecmodel.policies``. Section VI's schemes and the references the paper lacks:
 
 ================== ============================================ ===========================
 scheme             WDs                                          server
@@ -25,7 +25,7 @@ decomposed (K<=2)  Theorem 1's decomposition, solved exactly    (best response)
 Everything else reads this registry: the sweep's scheme lists (``scheme: all``, ``paper``,
 ``references``) and name checks, plot order (registration order), styles and panels,
 ``mecmodel schemes`` and the report captions. A scheme from outside the package is a module
-that calls :func:`register` when imported, named in a config's ``scheme_modules`` or with
+that calls ``register`` when imported, named in a config's ``scheme_modules`` or with
 ``mecmodel --scheme-module`` (``docs/schemes.md``).
 """
 
@@ -79,7 +79,7 @@ class Scheme:
     max_K: int | None = None  # largest K it runs at (an exact solver); None: any K
     listed: bool = True  # picked by the selectors (all, references); False: named explicitly
     #: Parameters the scheme's policies take (keyword arguments of ``wd`` and ``server``), each a
-    #: :class:`mecmodel.params.Field` with its default, unit and range; a sweep may list values for them.
+    #: ``mecmodel.params.Field`` with its default, unit and range; a sweep may list values for them.
     params: Mapping[str, Field] = dataclasses.field(default_factory=dict)
 
     def param_values(self, values: Mapping[str, Any] | None = None, field: str = "scheme_params") -> dict[str, Any]:
@@ -105,6 +105,7 @@ class Scheme:
         return self.wd(**kw), self.server(**kw)
 
     def check_K(self, K: int, field: str = "scheme") -> None:
+        """Refuse (``mecmodel.params.ParamError``) a K above the scheme's ``max_K``."""
         if self.max_K is not None and K > self.max_K:
             raise ParamError(f"{field}: scheme {self.name!r} runs for K <= {self.max_K} only, got K = {K}")
 
@@ -118,26 +119,23 @@ SCHEMES: dict[str, Scheme] = {}
 MODULES: dict[str, str] = {}
 
 
+#: Colours of schemes registered without a style: none of them is a built-in scheme's colour or a
+#: grey (the built-in references), each dark enough on white; in registration order.
+UNSTYLED_COLORS = ("#7b3294", "#a6761d", "#e7298a", "#1b9e77", "#386cb0", "#bf5b17", "#66a61e", "#e6ab02")
+UNSTYLED_MARKERS = ("s", "^", "D", "v", "P", "X", "*", "<")
+_unstyled: dict[str, int] = {}
+
+
 def default_style(name: str, kind: str) -> dict[str, Any]:
-    """A stable style for a scheme registered without one: references a grey shade, dash-dotted;
-    others a dark colour; the shade from a hash of the name."""
-    h = sum(map(ord, name))
-    if kind == "reference":
-        grey = ("0.2", "0.4", "0.5", "0.65")[h % 4]
-        return {"color": grey, "linestyle": (0, (3, 1, 1, 1)), "marker": "x", "linewidth": 1.2, "zorder": 3}
-    dark = (
-        "#001c7f",
-        "#b1400d",
-        "#12711c",
-        "#8c0800",
-        "#591e71",
-        "#592f0d",
-        "#a23582",
-        "#3c3c3c",
-        "#b8850a",
-        "#006374",
-    )
-    return {"color": dark[h % len(dark)], "linestyle": "-.", "marker": "x", "linewidth": 1.2, "zorder": 4}
+    """The style of a scheme registered without one: the next colour and marker of
+    ``UNSTYLED_COLORS`` and ``UNSTYLED_MARKERS`` (distinct from the built-ins' and from one
+    another, in registration order); solid for kind ``paper``, dashed for a reference."""
+    i = _unstyled.setdefault(name, len(_unstyled))
+    color = UNSTYLED_COLORS[i % len(UNSTYLED_COLORS)]
+    # past the colours, the markers keep the next ones apart
+    marker = UNSTYLED_MARKERS[(i + i // len(UNSTYLED_COLORS)) % len(UNSTYLED_MARKERS)]
+    linestyle = "-" if kind == "paper" else (0, (5, 1.5))
+    return {"color": color, "linestyle": linestyle, "marker": marker, "linewidth": 1.5, "zorder": 5}
 
 
 def register(
@@ -165,7 +163,7 @@ def register(
     replaces it; from another module it is an error. ``max_K`` marks a scheme that only runs
     for small K (an exact solver): the selectors leave it out and a config names it explicitly,
     as they do with ``listed=False``. ``params`` declares the keyword arguments ``wd`` and ``server``
-    take (name -> :class:`mecmodel.params.Field`: default, unit, range, description); a config
+    take (name -> ``mecmodel.params.Field``: default, unit, range, description); a config
     sweeps them like model parameters (``V: [0.1, 1, 10]``), and both factories get every one.
     """
     if not isinstance(name, str) or not NAME.fullmatch(name) or name in SELECTORS:
@@ -185,7 +183,16 @@ def register(
     old = SCHEMES.get(name)
     if old is not None and old.source != source:
         raise ParamError(f"scheme {name}: already registered by {old.source}")
-    full_style = {**default_style(name, kind), **dict(style or {})}
+    given = dict(style or {})
+    # a complete style takes no colour of the palette; a partial one is completed from it
+    full_style = (
+        given
+        if {"color", "linestyle", "marker", "linewidth", "zorder"} <= set(given)
+        else {
+            **default_style(name, kind),
+            **given,
+        }
+    )
     scheme = Scheme(
         name,
         " ".join(description.split()),
@@ -210,6 +217,8 @@ def _caller_module() -> str:
 
 
 def get_scheme(name: str) -> Scheme:
+    """The registered scheme ``name``; an unknown name is a ``mecmodel.params.ParamError``
+    listing the registered ones."""
     try:
         return SCHEMES[name]
     except KeyError:
@@ -253,6 +262,9 @@ def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
                 path = Path(spec).resolve()
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file {str(path)!r}")
+                # One spelling per file (./x.py, x.py and its absolute path are one module), so
+                # that the jobs of its schemes do not depend on how a config spells it.
+                spec = canonical_spec(spec)
                 MODULES[spec] = import_file(path, "mecmodel_scheme_").__name__
             else:
                 # As `python -m` does: a module in the working directory is importable.
@@ -266,8 +278,26 @@ def load_modules(specs: Iterable[str], field: str = "scheme_modules") -> None:
             raise ParamError(f"{field}: cannot import {spec!r}: {type(e).__name__}: {e}") from None
 
 
+def canonical_spec(spec: str) -> str:
+    """A scheme module's one spelling: a ``.py`` file relative to the working directory when it is
+    inside it (``./a/../x.py`` -> ``x.py``), else its absolute path; a dotted name as is."""
+    if not spec.endswith(".py"):
+        return spec
+    path = Path(spec).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def module_file(spec: str) -> Path | None:
+    """The source file of a loaded scheme module (``spec`` as ``load_modules`` was given it)."""
+    module = sys.modules.get(MODULES.get(canonical_spec(spec), spec))
+    return Path(module.__file__) if module is not None and getattr(module, "__file__", None) else None
+
+
 def module_of(name: str) -> str | None:
-    """The spec (as given to :func:`load_modules`) of the module that registered scheme ``name``;
+    """The spec (as given to ``load_modules``) of the module that registered scheme ``name``;
     None for a scheme of the package itself."""
     source = get_scheme(name).source
     return next((spec for spec, mod in MODULES.items() if mod == source), None)
@@ -276,8 +306,7 @@ def module_of(name: str) -> str | None:
 def module_digest(spec: str) -> str:
     """SHA-256 (12 hex digits) of a scheme module's source file, so that a sweep reruns its
     schemes when it changes. Only that file: a module it imports in turn is not hashed."""
-    module = sys.modules.get(MODULES.get(spec, spec))
-    path = Path(module.__file__) if module is not None and getattr(module, "__file__", None) else Path(spec)
+    path = module_file(spec) or Path(spec)
     data = path.read_bytes() if path.is_file() else spec.encode()
     return hashlib.sha256(data).hexdigest()[:12]
 

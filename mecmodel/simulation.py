@@ -1,9 +1,9 @@
 """The loop: one environment step per block for every seed and device, and the recording.
 
-:func:`simulate_arrays` builds the environment (:class:`mecmodel.env.MECEnv`) and the scheme's
-two policies (:mod:`mecmodel.schemes`), runs ``act -> step -> update`` for every block, records
+``simulate_arrays`` builds the environment (``mecmodel.env.MECEnv``) and the scheme's
+two policies (``mecmodel.schemes``), runs ``act -> step -> update`` for every block, records
 the per-block series and the per-seed summaries ((9a), long-run average, latency, work
-conservation, learner convergence), and returns plain arrays (:mod:`mecmodel.dataset` makes
+conservation, learner convergence), and returns plain arrays (``mecmodel.dataset`` makes
 the Dataset).
 """
 
@@ -75,7 +75,7 @@ def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bo
 
 
 def compiled_plan(wd: WDPolicy, server: ServerPolicy, P: Params) -> tuple | None:
-    """How :func:`mecmodel.engine.run_blocks` runs this pair of policies: (wd code, wd parameters,
+    """How ``mecmodel.engine.run_blocks`` runs this pair of policies: (wd code, wd parameters,
     server code, server parameters), or None if either is not a built-in the engine knows (a
     subclass is not: it may override anything), and the Python loop runs them."""
     wd_type, srv_type = type(wd), type(server)
@@ -123,9 +123,9 @@ def _learner(policy) -> tuple:
 
 
 def declared_records(scheme: str, wd: WDPolicy, server: ServerPolicy) -> dict[str, tuple[str, Variable]]:
-    """The variables a scheme's policies declare (:attr:`Policy.records`), checked: name -> (who, variable).
+    """The variables a scheme's policies declare (``Policy.records``), checked: name -> (who, variable).
 
-    A declared variable is new (not a name of :data:`mecmodel.vocabulary.VARIABLES`), or one of
+    A declared variable is new (not a name of ``mecmodel.vocabulary.VARIABLES``), or one of
     the table's learner series (``alg1_*``, ``alg2_*``, as Algorithms 1 and 2 declare theirs)."""
     out: dict[str, tuple[str, Variable]] = {}
     for who, policy in (("WD", wd), ("server", server)):
@@ -151,7 +151,7 @@ def declared_records(scheme: str, wd: WDPolicy, server: ServerPolicy) -> dict[st
 
 
 def _recorded(scheme, who, policy, method, block, declared, per, name, value, S) -> np.ndarray:
-    """A declared variable's (S,) values as recorded, or :class:`PolicyError` naming what is wrong."""
+    """A declared variable's (S,) values as recorded, or ``PolicyError`` naming what is wrong."""
     where = f"scheme {scheme}: the {who} policy's {type(policy).__name__}.{method} returned {name!r}"
     where += f" at block {block}" if block is not None else ""
     if name not in declared or declared[name][1].per != per:
@@ -184,11 +184,11 @@ def simulate_arrays(
     scheme_params: Mapping[str, Any] | None = None,
     python_loop: bool = False,
 ) -> dict:
-    """Run the model and return plain arrays (see :func:`mecmodel.simulate` for the Dataset).
+    """Run the model and return plain arrays (see ``mecmodel.simulate`` for the Dataset).
 
     ``scheme_params`` sets parameters the scheme declares (``Scheme.params``, e.g. dpp's V).
     Built-in schemes run whole chunks of blocks in the compiled engine
-    (:func:`mecmodel.engine.run_blocks`); other policies run block by block through their
+    (``mecmodel.engine.run_blocks``); other policies run block by block through their
     ``act``/``update`` methods around the compiled step. ``python_loop`` forces the latter (the
     same bits for a built-in scheme: ``tests/test_engine.py``)."""
     sch = get_scheme(scheme)

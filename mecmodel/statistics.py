@@ -1,9 +1,9 @@
 """Statistics over seeds, the same everywhere they are shown (figures, tables, scripts).
 
-* :func:`mean_ci`: the mean over seeds and its Student-t confidence interval;
-* :func:`paired_differences`: each scheme's per-seed metrics minus the reference scheme's on the
+* ``mean_ci``: the mean over seeds and its Student-t confidence interval;
+* ``paired_differences``: each scheme's per-seed metrics minus the reference scheme's on the
   same seed (common random numbers, docs/model.md note L);
-* :func:`moving_average`: the trailing mean of the per-block figures.
+* ``moving_average``: the trailing mean of the per-block figures.
 
 numpy (and scipy.special for the t quantile) are imported inside the functions, so that importing
 this module is cheap.
@@ -20,7 +20,7 @@ from .vocabulary import METRIC_NAMES
 if TYPE_CHECKING:
     import numpy as np
 
-#: How figures and tables name the interval :func:`mean_ci` gives.
+#: How figures and tables name the interval ``mean_ci`` gives.
 CI_TEXT = "mean over seeds, 95% t-interval"
 
 

@@ -25,7 +25,10 @@ import math
 import os
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .config import SCHEMA, apply_layers, check_results_dir, read_config_file, scenarios, validate
@@ -143,6 +146,17 @@ def _run_work(spec: Mapping[str, Any]) -> int:
     return int(spec["seeds"]) * int(spec["blocks"]) * (int(spec["overrides"]["K"]) + 20)
 
 
+def _tracked(path: Path) -> bool:
+    """Whether git tracks ``path`` in the repository of the working directory."""
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "--error-unmatch", str(path)], capture_output=True, cwd=os.getcwd(), timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
 class Sweep:
     """A validated config resolved into experiments, models and run paths.
 
@@ -156,8 +170,18 @@ class Sweep:
         from . import schemes
 
         configs = [config, *scenarios]
-        self.scheme_modules = list(dict.fromkeys(m for c in configs for m in c.get("scheme_modules", [])))
-        schemes.load_modules(self.scheme_modules, "config: scheme_modules")
+        listed = list(dict.fromkeys(m for c in configs for m in c.get("scheme_modules", [])))
+        schemes.load_modules(listed, "config: scheme_modules")
+        # one spelling per file: the jobs of a module's schemes do not depend on how a config spells it
+        self.scheme_modules = list(dict.fromkeys(schemes.canonical_spec(m) for m in listed))
+        for spec in self.scheme_modules:
+            path = schemes.module_file(spec)
+            if path is not None and not _tracked(path):
+                print(
+                    f"mecmodel: warning: config: scheme_modules: {spec} is not a file git tracks here; the "
+                    f"results depend on it (its sha256 {schemes.module_digest(spec)}... is stored in every run)",
+                    file=sys.stderr,
+                )
         # A scheme of a module: the module's spec and the hash of its source, for its jobs only,
         # so that adding or editing a module reruns that module's schemes and nothing else.
         self.plugin = {}
@@ -239,10 +263,12 @@ class Sweep:
         sweep_axes = {**model_axes, **scheme_axes}
         figure = exp.get("figure", "generic")
         varying = [a for a in (*AXES, *sorted(sweep_axes)) if len({**grid, **sweep_axes}[a]) > 1]
-        if figure in ("generic", "tradeoff") and len(varying) > 1:
+        most = {"generic": 2, "tradeoff": 1}.get(figure)
+        if most is not None and len(varying) > most:
             raise ParamError(
-                f"{where}: figure {figure} draws one swept axis, but {', '.join(varying)} each have several "
-                "values; keep one of them to several values, or split the experiment"
+                f"{where}: figure {figure} draws at most {most} swept {'axes' if most > 1 else 'axis'}, but "
+                f"{', '.join(varying)} each have several values; keep fewer of them to several values, or split "
+                "the experiment"
             )
         metric = exp.get("metric", "average_cost")
         if metric not in METRIC_NAMES:

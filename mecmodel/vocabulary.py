@@ -1,14 +1,14 @@
 """The words every layer shares, declared once and importing nothing of the package.
 
-* :data:`AXES`: the grid axes of every sweep and their run-path prefixes;
-* :data:`POINT_DIMS`: the coordinates of one run (the axes and the scheme);
-* :data:`RUN` and :data:`FIELD_PATTERNS`: the run-path template below ``results/runs`` and what
-  each of its fields may hold (:mod:`mecmodel.paths` spells and parses paths with them);
-* :data:`VARIABLES`: every variable of a run file, with its units, long_name, how it is recorded
+* ``AXES``: the grid axes of every sweep and their run-path prefixes;
+* ``POINT_DIMS``: the coordinates of one run (the axes and the scheme);
+* ``RUN`` and ``FIELD_PATTERNS``: the run-path template below ``results/runs`` and what
+  each of its fields may hold (``mecmodel.paths`` spells and parses paths with them);
+* ``VARIABLES``: every variable of a run file, with its units, long_name, how it is recorded
   (per block, per block and WD, per seed) and its dtype; the engine's record rows
-  (:data:`SERIES`, :data:`DEVICE`), the datasets' CF attributes, the metrics an experiment may
-  name (:data:`METRIC_NAMES`) and the config schema's list of them all derive from it;
-* :func:`ma_window`: the moving-average window of the per-block figures (plots draw it, the
+  (``SERIES``, ``DEVICE``), the datasets' CF attributes, the metrics an experiment may
+  name (``METRIC_NAMES``) and the config schema's list of them all derive from it;
+* ``ma_window``: the moving-average window of the per-block figures (plots draw it, the
   report's captions state it).
 """
 
@@ -26,14 +26,14 @@ MA_WINDOW = 25
 
 #: A run below ``<root>/runs``, without suffix; ``{model}`` is ``<preset>-<model hash>``. ``{extra}``
 #: is empty, or the other swept parameters of the point, ``name=value`` by name joined by commas,
-#: then a slash (:func:`mecmodel.paths.spell_extra`): the four axes keep the paths they always had.
+#: then a slash (``mecmodel.paths.spell_extra``): the four axes keep the paths they always had.
 RUN = (
     "{model}/"
     + "/".join(f"{prefix}{{{axis}}}" for axis, prefix in AXES.items())
     + "/{extra}{scheme}/s{seeds}-b{blocks}"
 )
 RUN_FILE = f"results/runs/{RUN}.nc"
-#: Canonical numbers as :func:`mecmodel.paths.canonical_number` writes them: no slash, no double dot.
+#: Canonical numbers as ``mecmodel.paths.canonical_number`` writes them: no slash, no double dot.
 NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
 NAME = r"[A-Za-z][A-Za-z0-9_]*"
 #: A swept value in a path: a canonical number, a boolean, or a choice (a name).

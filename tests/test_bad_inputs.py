@@ -183,9 +183,17 @@ CONFIG_CASES = [
         ("config: experiments.e.f_ser_max: 1000000000.0 is not of type 'array'",),
     ),
     ConfigCase(
-        "generic figure with two swept axes",
-        with_exp(figure="generic", K=[2, 3], f_ser_max=[1.0e9, 2.0e9]),
-        ("config: experiments.e: figure generic draws one swept axis, but K, f_ser_max each have several values",),
+        "generic figure with three swept axes",
+        with_exp(figure="generic", K=[2, 3], arrival_prob=[0.3, 0.4], f_ser_max=[1.0e9, 2.0e9]),
+        (
+            "config: experiments.e: figure generic draws at most 2 swept axes, but K, arrival_prob, f_ser_max each "
+            "have several values",
+        ),
+    ),
+    ConfigCase(
+        "tradeoff figure with two swept axes",
+        with_exp(figure="tradeoff", K=[2, 3], f_ser_max=[1.0e9, 2.0e9]),
+        ("config: experiments.e: figure tradeoff draws at most 1 swept axis, but K, f_ser_max each have several",),
     ),
     ConfigCase(
         "reference not among the schemes",

@@ -263,3 +263,13 @@ def test_myopic_subclasses_search_what_they_define() -> None:
             cands, np.argmin(pol.block_cost(q[..., None], h[..., None], cands), -1)[..., None], -1
         )
         np.testing.assert_allclose(pol.act(obs), want[..., 0], rtol=1e-14, atol=0, err_msg=cls.__name__)
+
+
+def test_a_capacity_beyond_int64_stays_a_float_and_queues_stay_non_negative():
+    """numba's math.floor returns int64: a capacity past 9.2e18 cycles (a tiny zeta) wrapped to
+    -9.2e18 and the server queue went negative (hypothesis found it); np.floor keeps floats."""
+    over = {"zeta": 3.9e-112, "task_cycles": 1.0, "p_max": 76.0, "f_ser_max": 5.6e14, "w2": 2.6e299, "w4": 1e300}
+    ds = mecmodel.simulate(K=1, arrival_prob=0.87, gamma=0.44, scheme="proposed", seeds=1, blocks=4, overrides=over)
+    for name in ("server_queue", "wd_queue_mean", "energy_server", "cost"):
+        values = ds[name].values
+        assert not np.isnan(values).any() and (values >= 0).all(), name

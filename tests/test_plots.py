@@ -245,9 +245,28 @@ def test_generic_draws_the_metric_against_the_swept_axis_and_the_paired_differen
     assert "preset default" in texts(fig) and "K = 2" in texts(fig)
 
 
-def test_generic_refuses_two_swept_axes(datasets):
-    ds = datasets["cost_vs_K"].expand_dims(V=[1.0, 2.0])
-    with pytest.raises(ValueError, match="one swept axis"):
+def test_generic_draws_two_swept_axes_as_small_multiples(datasets):
+    base = datasets["cost_vs_K"]
+    ds = xr.concat(
+        [base, base.assign(average_cost=base["average_cost"] + 1.0)], dim=xr.DataArray([1.0, 2.0], dims="V", name="V")
+    )
+    ds = ds.drop_vars([v for v in ds.data_vars if v.startswith("diff_")])
+    fig = plots.build_figure("generic", ds)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    titles = [ax.get_title() for ax in axes]
+    assert len(axes) == 2 and titles[0].endswith("V = 1") and titles[1].endswith("V = 2")
+    # one row per value of V, K along x in both; the second row's means are the first's plus one
+    first, second = ([c.lines[0].get_ydata() for c in ax.containers] for ax in axes)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_allclose(np.asarray(b) - np.asarray(a), 1.0)
+    assert [c.lines[0].get_xdata().tolist() for c in axes[0].containers] == [
+        c.lines[0].get_xdata().tolist() for c in axes[1].containers
+    ]
+
+
+def test_generic_refuses_three_swept_axes(datasets):
+    ds = datasets["cost_vs_K"].expand_dims(V=[1.0, 2.0], f_ser_max=[1.0e9, 2.0e9])
+    with pytest.raises(ValueError, match="at most 2 swept axes"):
         plots.build_figure("generic", ds)
 
 

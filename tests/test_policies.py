@@ -300,9 +300,17 @@ def test_a_summary_needs_every_field(monkeypatch):
         simulate_arrays(make_params("default", {"K": 2}), "partial", [0], 3)
 
 
-def test_default_styles_keep_references_grey(monkeypatch):
+def test_schemes_without_a_style_get_distinct_colours_the_built_ins_do_not_use(monkeypatch):
     monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
-    ref = schemes.register("ref_x", wd=WDPolicy, server=ServerPolicy, description="d")
-    mine = schemes.register("mine_x", wd=WDPolicy, server=ServerPolicy, description="d", kind="paper")
-    assert ref.style["color"].startswith("0.") and not mine.style["color"].startswith("0.")
-    assert ref.style["linestyle"] != "-" and mine.style["linestyle"] != "-"
+    built_in = {s.style["color"] for s in schemes.SCHEMES.values()}
+    new = [
+        schemes.register(f"unstyled_{i}", wd=WDPolicy, server=ServerPolicy, description="d", kind=kind)
+        for i, kind in enumerate(["reference", "paper"] * 4)
+    ]
+    colours = [s.style["color"] for s in new]
+    assert len(set(colours)) == len(new) and not set(colours) & built_in
+    assert not any(c.startswith("0.") or c == "black" for c in colours), "greys are the built-in references'"
+    assert [s.style["linestyle"] == "-" for s in new] == [False, True] * 4  # references dashed, others solid
+    # a partial style keeps what it gives and completes the rest from the palette
+    part = schemes.register("partly", wd=WDPolicy, server=ServerPolicy, description="d", style={"color": "k"})
+    assert part.style["color"] == "k" and part.style["marker"] in schemes.UNSTYLED_MARKERS

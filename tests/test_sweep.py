@@ -251,6 +251,43 @@ def test_scheme_modules_register_rerun_on_change_and_reach_the_jobs(tmp_path, mo
             del sys.modules[name]
 
 
+def test_a_scheme_module_is_one_module_however_a_config_spells_its_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    monkeypatch.setattr(schemes, "MODULES", {})
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "m.py").write_text(
+        "from mecmodel.policies.rules import FixedPower, FullSpeed\n"
+        "from mecmodel.schemes import register\n"
+        "register('spelled', wd=lambda: FixedPower(0.5), server=FullSpeed, description='p = p_max / 2')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        jobs = []
+        for spec in ("mods/m.py", "./mods/../mods/m.py", str(tmp_path / "mods" / "m.py")):
+            s = sweep.Sweep({**tiny(scheme=["spelled"]), "scheme_modules": [spec]})
+            jobs.append([(b["id"], b["modules"], b["version"], b["json"]) for b in s.batches()])
+        assert jobs[0] == jobs[1] == jobs[2] and "--scheme-module mods/m.py" in jobs[0][0][1]
+        # not tracked by git in the working directory: one line saying the results depend on it
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 3 and all(
+            "mods/m.py is not a file git tracks here; the results depend on it" in e for e in err
+        )
+    finally:
+        for name in [m for m in sys.modules if m.startswith("mecmodel_scheme_")]:
+            del sys.modules[name]
+
+
+def test_a_module_git_tracks_gets_no_warning(capsys, monkeypatch):
+    monkeypatch.setattr(schemes, "SCHEMES", dict(schemes.SCHEMES))
+    monkeypatch.chdir(REPO)
+    try:
+        sweep.Sweep({**tiny(scheme=["threshold"]), "scheme_modules": ["examples/schemes/threshold.py"]})
+    finally:
+        for name in [m for m in sys.modules if m.startswith("mecmodel_scheme_")]:
+            del sys.modules[name]
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_a_missing_scheme_module_names_the_field():
     with pytest.raises(ParamError, match="config: scheme_modules: cannot import 'no/such/file.py'"):
         sweep.Sweep({**tiny(), "scheme_modules": ["no/such/file.py"]})

@@ -279,17 +279,19 @@ def test_run_paths_parse_back(K, lam, gamma, scheme, seeds, blocks):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [DEFAULT, PAPER], ids=lambda p: p.name)
 def test_dry_run_builds_the_expected_dag(tmp_path, path):
-    config = load_config(path)
-    unique = points(config)
+    # the config and the scenarios it lists (config.yaml: stable.yaml), one plan
+    configs = [load_config(path)] + [load_config(path.parent / s) for s in load_config(path).get("scenarios", [])]
+    unique = {(c["preset"], *point) for c in configs for point in points(c)}
     # The paper's grids share points (e.g. K=20, 0.4, 0.9 in Figs. 7 and 9 and the gamma sweep).
-    assert len(unique) < grid_size(config)
+    assert len(unique) < sum(grid_size(c) for c in configs)
     proc = ok(snakemake(tmp_path, "-n", configfile=path))
-    n = len(config["experiments"])
+    n = sum(len(c["experiments"]) for c in configs)
     batches = [outputs for rule, outputs in planned_jobs(proc) if rule == "simulate"]
     assert job_counts(proc) == {"simulate": len(batches), "aggregate": n, "all": 1}  # an aggregate draws its figure
     runs = [p for outputs in batches for p in outputs]
     assert len(runs) == len(set(runs)) == len(unique)  # each run in exactly one batch
-    assert all(p.startswith(f"results/runs/{config['preset']}-") for p in runs)
+    presets = tuple(f"results/runs/{c['preset']}-" for c in configs)
+    assert all(p.startswith(presets) for p in runs) and all(any(p.startswith(x) for p in runs) for x in presets)
     # a batch is runs of one model; several runs share a process
     for outputs in batches:
         assert len({p.split("/")[2] for p in outputs}) == 1

@@ -1,5 +1,5 @@
-"""WD and server policies: the interface (:mod:`.base`), Algorithms 1 and 2 (:mod:`.qlearning`)
-and fixed rules (:mod:`.rules`). ``docs/schemes.md`` is the guide for writing one."""
+"""WD and server policies: the interface (``.base``), Algorithms 1 and 2 (``.qlearning``)
+and fixed rules (``.rules``). ``docs/schemes.md`` is the guide for writing one."""
 
 from .base import Policy, PolicyContext, ServerPolicy, Transition, WDPolicy
 

@@ -1,12 +1,12 @@
 """Learned-Q descent: Algorithms 1 and 2 with an actor-critic action step. NOT the paper's algorithm.
 
 This is an extension of ours (scheme ``proposed_q``), not section V of the paper; ``proposed``
-stays exactly the paper's reading (:mod:`mecmodel.policies.qlearning`, ``docs/model.md`` note F).
+stays exactly the paper's reading (``mecmodel.policies.qlearning``, ``docs/model.md`` note F).
 
 What is the same as Algorithms 1 and 2: the state scaling, the fixed random sigmoid features
 (23)/(30), the linear critic Q = w^T phi of (22)/(29), its TD error (24)/(31), its weight step
 (27)/(34) -> (28b)/(35b), the step sizes (36), the stopping rule and the divergence guard. They
-run through :meth:`OnlineQ.learn <mecmodel.policies.qlearning.OnlineQ.learn>` unchanged, so the
+run through ``OnlineQ.learn <mecmodel.policies.qlearning.OnlineQ.learn>`` unchanged, so the
 critic update is bit for bit the paper's for the same transition.
 
 What differs is the action step only. The paper's (28a)/(35a) descends the squared TD error
@@ -39,10 +39,10 @@ from .qlearning import Algorithm1, Algorithm2, OnlineQ, sigmoid
 
 
 class CriticDescentQ(OnlineQ):
-    """:class:`OnlineQ` whose action step descends the learned Q instead of the squared TD error.
+    """``OnlineQ`` whose action step descends the learned Q instead of the squared TD error.
 
     Not the paper's algorithm: the critic ((24)/(31), (27)/(34), (28b)/(35b), (36), stopping
-    rule) is :meth:`OnlineQ.learn` itself; only the action step (28a)/(35a) is replaced by
+    rule) is ``OnlineQ.learn`` itself; only the action step (28a)/(35a) is replaced by
     a <- clip(a - alpha_t dQ/da, 0, 1) (module docstring).
     """
 
@@ -50,7 +50,7 @@ class CriticDescentQ(OnlineQ):
     def adopt(cls, agent: OnlineQ) -> CriticDescentQ:
         """This learner with exactly ``agent``'s state (features, weights, action, bookkeeping).
 
-        Algorithms 1 and 2 build an :class:`OnlineQ` in ``reset``; adopting it keeps their
+        Algorithms 1 and 2 build an ``OnlineQ`` in ``reset``; adopting it keeps their
         features, initial parameters and random streams without repeating their code.
         """
         new = cls.__new__(cls)
@@ -95,7 +95,7 @@ class CriticDescentWD(Algorithm1):
     NOT the paper's Algorithm 1: the critic ((22)-(24), (27), (28b), (36)) is Algorithm 1's,
     unchanged; the step (28a) on d(delta^2)/dp is replaced by
     p^_{t+1} = clip(p^_t - alpha_t dQ([p^; s_{t+1}], theta_{t+1})/dp^ |_{p^ = p^_t}, 0, 1),
-    dQ/dp^ = sum_i theta_i phi_i (1 - phi_i) mu_{i,1} (features (23)). See :class:`CriticDescentQ`.
+    dQ/dp^ = sum_i theta_i phi_i (1 - phi_i) mu_{i,1} (features (23)). See ``CriticDescentQ``.
     """
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
@@ -109,7 +109,7 @@ class CriticDescentServer(Algorithm2):
     NOT the paper's Algorithm 2: the critic ((29)-(31), (34), (35b), (36)) is Algorithm 2's,
     unchanged; the step (35a) on d(rho^2)/df^ser_i is replaced by
     f^_{t+1,i} = clip(f^_{t,i} - alpha_t dQ([f^; q_{t+1}], eta_{t+1})/df^_i |_{f^ = f^_t}, 0, 1),
-    dQ/df^_i = sum_j eta_j phi_j (1 - phi_j) nu_{j,i} (features (30)). See :class:`CriticDescentQ`.
+    dQ/df^_i = sum_j eta_j phi_j (1 - phi_j) nu_{j,i} (features (30)). See ``CriticDescentQ``.
     """
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:

@@ -1,12 +1,12 @@
 """The policies of a trained agent: any callable from the centralised observation to the action.
 
-:class:`AgentWD` and :class:`AgentServer` are the two halves of one joint policy that calls the
-agent once per block for all seeds (:func:`one_per_run` shares it between them). The agent is
+``AgentWD`` and ``AgentServer`` are the two halves of one joint policy that calls the
+agent once per block for all seeds (``one_per_run`` shares it between them). The agent is
 called with a batch of centralised observations, shape (S, 2 K + K n + 1) = [q (K), h (K),
-beta (K n), q^ser] per seed (as :class:`mecmodel.rl.OffloadingEnv` gives them, float64), and
+beta (K n), q^ser] per seed (as ``mecmodel.rl.OffloadingEnv`` gives them, float64), and
 returns a batch of actions, shape (S, K + n) = [p (K) in W, f^ser (n) in cycles/s]; actions outside
 the box are clipped by the environment. It sees everything (``information = "centralised"``).
-:func:`mecmodel.agents.register_agent` makes a trained agent a scheme.
+``mecmodel.agents.register_agent`` makes a trained agent a scheme.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ the post-decision state, which is what a one-step greedy rule trades energy agai
   clears q^ser in the block).
 
 Each agent reads only its own state (section IV): the WD its queue and channel, the server its
-queue. DPP (:class:`DriftPlusPenaltyWD`, :class:`DriftPlusPenaltyServer`) weighs V times the
+queue. DPP (``DriftPlusPenaltyWD``, ``DriftPlusPenaltyServer``) weighs V times the
 same cost against the drift of the agent's own queue instead. ``docs/model.md`` (note I) has
 the derivations.
 """
@@ -94,8 +94,8 @@ class MyopicWD(WDPolicy):
     _V = 0.0
 
     def act(self, obs: Observation) -> np.ndarray:
-        """The candidate of least :meth:`block_cost` (the lowest power among equal costs), searched
-        per WD in the compiled engine (:func:`mecmodel.engine.myopic_power`); a subclass that
+        """The candidate of least ``block_cost`` (the lowest power among equal costs), searched
+        per WD in the compiled engine (``mecmodel.engine.myopic_power``); a subclass that
         redefines the candidates or the objective is searched over its own, here."""
         own = type(self)
         if (
@@ -140,7 +140,7 @@ class DriftPlusPenaltyWD(MyopicWD):
 
     V times the WD's own cost term of this block (its queue term is fixed) plus the part of the
     drift of L = q_k^2 / (2 W^2) that the action moves (queues in tasks). The same grid search as
-    :class:`MyopicWD`; ``V`` > 0 trades energy (large V) against queue (small V)."""
+    ``MyopicWD``; ``V`` > 0 trades energy (large V) against queue (small V)."""
 
     def __init__(self, V: float, grid: int = 33):
         if not (V > 0 and np.isfinite(V)):

@@ -1,10 +1,10 @@
 """Parametric online Q-learning (section V): Algorithm 1 (WDs) and Algorithm 2 (server).
 
-:class:`Algorithm1` (a WD policy) and :class:`Algorithm2` (a server policy) hold everything of
+``Algorithm1`` (a WD policy) and ``Algorithm2`` (a server policy) hold everything of
 the two algorithms: feature vectors (23)/(30) and the input scaling of their states, rewards
 (24)/(31), TD errors, gradients (26)-(27), (33)-(34), updates (28), (35), step sizes (36), and
 the convergence and divergence bookkeeping. Both algorithms have the same form, so one
-vectorised learner class, :class:`OnlineQ`, serves both:
+vectorised learner class, ``OnlineQ``, serves both:
 
 * action-value (22)/(29): Q(x~) = w^T phi(x~), x~ = [action; state];
 * features (23)/(30): phi_i(x~) = 1 / (1 + exp(-v_i^T x~)) with fixed random v_i;
@@ -52,7 +52,7 @@ class OnlineQ:
 
     v: (B..., M, A + D) fixed feature vectors (mu for WDs, nu for the server), the
     first A columns multiplying the normalised action, the rest the state features. The update
-    runs in the compiled engine (:func:`mecmodel.engine.learn_row`, one learner at a time, so a
+    runs in the compiled engine (``mecmodel.engine.learn_row``, one learner at a time, so a
     learner's bits do not depend on the batch); the arrays below are updated in place.
     """
 
@@ -113,7 +113,7 @@ class OnlineQ:
         return ~self.frozen & (self.diverged_at < 0)
 
     def hyper(self) -> tuple:
-        """The hyperparameters as :func:`mecmodel.engine.learn_row` reads them (fixed types)."""
+        """The hyperparameters as ``mecmodel.engine.learn_row`` reads them (fixed types)."""
         return (
             float(self.alpha0), float(self.t0), float(self.kappa), float(self.gamma), bool(self.exact),
             float(self.epsilon), int(self.patience), bool(self.freeze), float(self._limit), bool(self.descent),
@@ -214,7 +214,7 @@ class Algorithm1(WDPolicy):
         self.whole_task = whole_task
 
     def state(self, obs: Observation) -> np.ndarray:
-        """(S, K, n + 2) every WD's state vector (:func:`mecmodel.engine.wd_state`)."""
+        """(S, K, n + 2) every WD's state vector (``mecmodel.engine.wd_state``)."""
         qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
         return engine.wd_states(obs.q, obs.h, obs.beta, qscale)
 
@@ -251,7 +251,7 @@ class Algorithm2(ServerPolicy):
     records = (VARIABLE_BY_NAME["alg2_td_error"], VARIABLE_BY_NAME["alg2_rel_change"])
 
     def state(self, obs: Observation) -> np.ndarray:
-        """(S, K + 1) the server's state vector (:func:`mecmodel.engine.server_state`)."""
+        """(S, K + 1) the server's state vector (``mecmodel.engine.server_state``)."""
         qscale = 1.0 / (self.P.task_cycles * self.P.queue_scale)
         return engine.server_states(np.asarray(obs.q_ser, dtype=float), np.asarray(obs.q, dtype=float), qscale)
 
