@@ -174,6 +174,112 @@ def _failed(scheme: str, who: str, policy, method: str, block: int | None, error
     )
 
 
+class _SchemeRun:
+    """A scheme's two policies in one run, every call into their code guarded: an exception, or a
+    value that breaks the policy's declarations, becomes one :class:`PolicyError` line naming the
+    scheme, the policy (WD or server), the method and the block."""
+
+    def __init__(self, scheme: str, sch, scheme_params: Mapping[str, Any], ctx: PolicyContext, obs, blocks: int):
+        self.scheme, self.S = scheme, ctx.S
+        try:
+            self.wd, self.server = sch.policies(scheme_params)
+        except ParamError:
+            raise
+        except Exception as e:
+            raise PolicyError(f"scheme {scheme}: making its policies raised: {type(e).__name__}: {e}") from e
+        self.pair = (("WD", self.wd), ("server", self.server))
+        for who, policy in self.pair:
+            try:
+                policy.reset(ctx, obs)
+            except ParamError:  # a policy that refuses the model (the exact optimum at K > 2)
+                raise
+            except Exception as e:
+                raise _failed(scheme, who, policy, "reset", None, e) from e
+        self.declared = declared_records(scheme, self.wd, self.server)
+        # the policies' own per-block variables (the table's learner series are rows of the records)
+        own = [n for n, (_, v) in self.declared.items() if v.per == "block" and n not in SERIES]
+        self.own_rows = {name: i for i, name in enumerate(own)}
+        self.own = np.full((len(own), self.S, blocks), np.nan)
+
+    def act(self, obs: Observation, t: int) -> Action:
+        actions = []
+        for who, policy in self.pair:
+            try:
+                actions.append(policy.act(obs))
+            except Exception as e:
+                raise _failed(self.scheme, who, policy, "act", t, e) from e
+        return Action(actions[0], actions[1], self.wd.whole_task)
+
+    def update(self, tr: Transition, t: int, rec: np.ndarray) -> None:
+        for who, policy in self.pair:
+            try:
+                values = policy.update(tr)
+            except Exception as e:
+                raise _failed(self.scheme, who, policy, "update", t, e) from e
+            for name, value in values.items():
+                row = _recorded(self.scheme, who, policy, "update", t, self.declared, "block", name, value, self.S)
+                if name in self.own_rows:
+                    self.own[self.own_rows[name], :, t] = row
+                else:
+                    rec[SERIES.index(name), :, t] = row
+
+    def finish(self) -> tuple[dict, dict]:
+        """The learners' summaries, and the policies' own variables with their declarations."""
+        summaries, finished = {}, {}
+        for who, policy in reversed(self.pair):
+            for method in ("summary", "finish"):
+                try:
+                    got = getattr(policy, method)()
+                except Exception as e:
+                    raise _failed(self.scheme, who, policy, method, None, e) from e
+                if method == "summary":
+                    summaries.update(got)
+                    continue
+                for name, value in got.items():
+                    finished[name] = _recorded(
+                        self.scheme, who, policy, "finish", None, self.declared, "seed", name, value, self.S
+                    )
+        missing = [n for n, (_, v) in self.declared.items() if v.per == "seed" and n not in finished]
+        if missing:
+            raise PolicyError(
+                f"scheme {self.scheme}: {', '.join(missing)}: declared per seed, but finish() did not return it"
+            )
+        records = {name: (self.declared[name][1], self.own[row]) for name, row in self.own_rows.items()}
+        records.update({name: (self.declared[name][1], value) for name, value in finished.items()})
+        return summaries, records
+
+
+def _compiled_loop(env, ctx, wd, server, plan, blocks, start, rec, dev, work, bar) -> Observation:
+    """A built-in scheme's whole run in the compiled engine, a chunk of blocks per call; returns
+    the observation after the last block."""
+    P, S, K = env.P, ctx.S, env.P.K
+    wd_code, wd_par, srv_code, srv_par = plan
+    hp1, l1 = _learner(wd)
+    hp2, l2 = _learner(server)
+    qscale = 1.0 / (P.task_cycles * P.queue_scale)
+    q, q_ser = np.array(env.obs.q), np.array(env.obs.q_ser)
+    draws = np.zeros((CHUNK, S, K))
+    rngs = ctx.rngs("policy") if wd_code == engine.WD_RANDOM else []
+    binary = bool(wd.whole_task)
+    for t0 in range(0, blocks, CHUNK):
+        t1 = min(t0 + CHUNK, blocks)
+        c = t0 // CHUNK
+        h0, b0 = env.exo._chunk(c)
+        h1, b1 = env.exo._chunk(c + 1)
+        h = np.concatenate([h0[: t1 - t0], h1[:1]]) if t1 - t0 == CHUNK else h0[: t1 - t0 + 1]
+        beta = np.concatenate([b0[: t1 - t0], b1[:1]]) if t1 - t0 == CHUNK else b0[: t1 - t0 + 1]
+        if rngs:  # RandomShare's draws: one (CHUNK, K) block per seed and chunk, as it draws them
+            draws = np.stack([g.random((CHUNK, K)) for g in rngs], axis=1)
+        engine.run_blocks(
+            t0, t1, h, beta, draws, q, q_ser, env.scalars, env.rule, binary, start, wd_code, wd_par,
+            srv_code, srv_par, qscale, P.gradient == "printed", hp1, l1, hp2, l2, rec, dev, work,
+        )  # fmt: skip
+        if bar is not None:
+            bar.update(t1 - t0)
+    h_end, beta_end = env.exo.at(blocks)
+    return Observation(blocks, q, h_end, beta_end, q_ser)
+
+
 def simulate_arrays(
     P: Params,
     scheme: str,
@@ -199,25 +305,8 @@ def simulate_arrays(
     obs = env.reset()
     ctx = PolicyContext(P, tuple(seeds), env)
     scheme_params = sch.param_values(scheme_params)
-    try:
-        wd, server = sch.policies(scheme_params)
-    except ParamError:
-        raise
-    except Exception as e:
-        raise PolicyError(f"scheme {scheme}: making its policies raised: {type(e).__name__}: {e}") from e
-    for who, policy in (("WD", wd), ("server", server)):
-        try:
-            policy.reset(ctx, obs)
-        except ParamError:  # a policy that refuses the model (the exact optimum at K > 2)
-            raise
-        except Exception as e:
-            raise _failed(scheme, who, policy, "reset", None, e) from e
-    declared = declared_records(scheme, wd, server)
-    # the policies' own per-block variables (the table's learner series have rows of the records)
-    own_rows = {
-        name: i for i, name in enumerate(n for n, (_, v) in declared.items() if v.per == "block" and n not in SERIES)
-    }
-    own = np.full((len(own_rows), S, blocks), np.nan)
+    run = _SchemeRun(scheme, sch, scheme_params, ctx, obs, blocks)
+    wd, server = run.wd, run.server
 
     rec = np.full((len(SERIES), S, blocks), np.nan)
     dev = np.zeros((len(DEVICE), S, blocks if per_device else 0, K))
@@ -226,89 +315,30 @@ def simulate_arrays(
     start = blocks - max(1, int(round(P.average_fraction * blocks)))
     env.record_into(rec, dev, work, start)
 
-    steps = range(blocks)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc=f"{scheme} K={K}", unit="block", leave=False)
+        bar = tqdm(total=blocks, desc=f"{scheme} K={K}", unit="block", leave=False)
     plan = None if python_loop else compiled_plan(wd, server, P)
     if plan is not None:
-        wd_code, wd_par, srv_code, srv_par = plan
-        hp1, l1 = _learner(wd)
-        hp2, l2 = _learner(server)
-        qscale = 1.0 / (P.task_cycles * P.queue_scale)
-        q, q_ser = np.array(obs.q), np.array(obs.q_ser)
-        draws = np.zeros((CHUNK, S, K))
-        rngs = ctx.rngs("policy") if wd_code == engine.WD_RANDOM else []
-        binary = bool(wd.whole_task)
-        for t0 in range(0, blocks, CHUNK):
-            t1 = min(t0 + CHUNK, blocks)
-            c = t0 // CHUNK
-            h0, b0 = env.exo._chunk(c)
-            h1, b1 = env.exo._chunk(c + 1)
-            h = np.concatenate([h0[: t1 - t0], h1[:1]]) if t1 - t0 == CHUNK else h0[: t1 - t0 + 1]
-            beta = np.concatenate([b0[: t1 - t0], b1[:1]]) if t1 - t0 == CHUNK else b0[: t1 - t0 + 1]
-            if rngs:  # RandomShare's draws: one (CHUNK, K) block per seed and chunk, as it draws them
-                draws = np.stack([g.random((CHUNK, K)) for g in rngs], axis=1)
-            engine.run_blocks(
-                t0, t1, h, beta, draws, q, q_ser, env.scalars, env.rule, binary, start, wd_code, wd_par,
-                srv_code, srv_par, qscale, P.gradient == "printed", hp1, l1, hp2, l2, rec, dev, work,
-            )  # fmt: skip
-            if progress:
-                steps.update(t1 - t0)
-        if progress:
-            steps.close()
-        h_end, beta_end = env.exo.at(blocks)
-        obs = Observation(blocks, q, h_end, beta_end, q_ser)
+        obs = _compiled_loop(env, ctx, wd, server, plan, blocks, start, rec, dev, work, bar)
     else:
-        for t in steps:
+        for t in range(blocks):
             try:
-                p = wd.act(obs)
-            except Exception as e:
-                raise _failed(scheme, "WD", wd, "act", t, e) from e
-            try:
-                f_ser = server.act(obs)
-            except Exception as e:
-                raise _failed(scheme, "server", server, "act", t, e) from e
-            try:
-                next_obs, terms, info = env.step(Action(p, f_ser, wd.whole_task))
+                next_obs, terms, info = env.step(run.act(obs, t))
             except ActionError as e:
                 raise PolicyError(f"scheme {scheme}: {e}") from None
             # Learning (a no-op for fixed rules): (24)-(28) at the WDs, (31)-(35) at the server.
-            tr = Transition(obs, info.action, terms, info, next_obs)  # the action as applied (clipped)
-            for who, policy in (("WD", wd), ("server", server)):
-                try:
-                    diagnostics = policy.update(tr)
-                except Exception as e:
-                    raise _failed(scheme, who, policy, "update", t, e) from e
-                for name, value in diagnostics.items():
-                    row = _recorded(scheme, who, policy, "update", t, declared, "block", name, value, S)
-                    if name in own_rows:
-                        own[own_rows[name], :, t] = row
-                    else:
-                        rec[SERIES.index(name), :, t] = row
+            run.update(Transition(obs, info.action, terms, info, next_obs), t, rec)  # the action as applied
             obs = next_obs
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     series = dict(zip(SERIES, rec, strict=True))
     devices = dict(zip(DEVICE, dev, strict=True)) if per_device else {}
-
-    summaries, finished = {}, {}
-    for who, policy in (("server", server), ("WD", wd)):
-        for method in ("summary", "finish"):
-            try:
-                got = getattr(policy, method)()
-            except Exception as e:
-                raise _failed(scheme, who, policy, method, None, e) from e
-            if method == "summary":
-                summaries.update(got)
-                continue
-            for name, value in got.items():
-                finished[name] = _recorded(scheme, who, policy, "finish", None, declared, "seed", name, value, S)
-    missing = [n for n, (_, v) in declared.items() if v.per == "seed" and n not in finished]
-    if missing:
-        raise PolicyError(f"scheme {scheme}: {', '.join(missing)}: declared per seed, but finish() did not return it")
-    # the policies' own variables, with their declarations (mecmodel.dataset writes them)
-    records = {name: (declared[name][1], own[row]) for name, row in own_rows.items()}
-    records.update({name: (declared[name][1], value) for name, value in finished.items()})
+    summaries, records = run.finish()
 
     # --- summaries per seed ---
     # Every summary is a per-seed loop in a fixed order (mecmodel.engine): a seed's bits do not
