@@ -9,8 +9,9 @@ sweep beside every other scheme through a scheme module of a few lines::
                    description="PPO on the centralised view, trained at K = 4")
 
 ``load`` names a function (``"path/to/file.py:function"`` or ``"dotted.module:function"``, or the
-function itself) that takes the weights path and returns ``act``, the callable of
-:mod:`mecmodel.policies.agent`: a batch of centralised observations to a batch of actions. It is
+function itself) that takes the weights path (and, if it has a ``params`` parameter, the run's
+``mecmodel.params.Params``: preset, overrides, K, n) and returns ``act``, the callable of
+``mecmodel.policies.agent``: a batch of centralised observations to a batch of actions. It is
 called once per block for all seeds. The weights file's SHA-256 becomes the scheme's ``version``:
 a new file reruns the agent's simulations and is recorded in its run files.
 """
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .loading import import_file
-from .params import ParamError
+from .params import ParamError, stable_hash
 from .policies.agent import AgentServer, AgentWD, _Joint, one_per_run
 from .policies.base import PolicyContext
 from .schemes import register
@@ -61,10 +63,14 @@ def register_agent(
     act_cache: dict[str, Callable] = {}
 
     def make(ctx: PolicyContext) -> _Joint:
-        # The WD and the server halves of one run share one agent call per block.
-        if "act" not in act_cache:
-            act_cache["act"] = _resolve(load)(str(path))
-        return _Joint(act_cache["act"], ctx.K, ctx.params.n_slots)
+        # The WD and the server halves of one run share one agent call per block; a loader that
+        # takes the run's parameters is called once per model, one that does not once in all.
+        loader = _resolve(load)
+        with_params = "params" in inspect.signature(loader).parameters
+        key = stable_hash(ctx.params.values) if with_params else ""
+        if key not in act_cache:
+            act_cache[key] = loader(str(path), params=ctx.params) if with_params else loader(str(path))
+        return _Joint(act_cache[key], ctx.K, ctx.params.n_slots)
 
     joint = one_per_run(make)
 

@@ -236,6 +236,12 @@ def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _first_column(t: int) -> int:
+    """Records of a step outside a run go to column 0 of scratch arrays (a function, so that the
+    environment pickles)."""
+    return 0
+
+
 def _observation(t: int, *arrays: np.ndarray) -> Observation:
     """An Observation of read-only arrays: a policy cannot change the environment's state."""
     for a in arrays:
@@ -279,7 +285,7 @@ class MECEnv:
         self.rule = engine.RULES[P.local_service]
         # Where step records each block (mecmodel.simulation points these at a run's records;
         # by default a scratch block that nothing reads).
-        self.record_into(*scratch_records(self.S, P.K), start=1, column=lambda t: 0)
+        self.record_into(*scratch_records(self.S, P.K), start=1, column=_first_column)
 
     def record_into(self, rec: np.ndarray, dev: np.ndarray, work: np.ndarray, start: int, column=None) -> None:
         """Record every later step into a run's arrays (``mecmodel.engine.advance`` writes them).

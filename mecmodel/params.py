@@ -519,10 +519,12 @@ class Params:
                 object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        # Only called for a missing attribute. While pickle or copy rebuild an instance, ``values``
+        # itself is missing: read the instance dict, never ``self.values`` (that would recurse).
+        values = self.__dict__.get("values")
+        if values is None or name not in values:
+            raise AttributeError(name)
+        return values[name]
 
     def to_dict(self) -> dict[str, Any]:
         """Every value that identifies the model (a ``silent_default`` field at its default is left out)."""

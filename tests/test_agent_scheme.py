@@ -112,3 +112,29 @@ def test_agent_errors_are_one_line(agent_files, tmp_path):
         r"of shape \(1, 1\), expected \(1, 7\)",
     ):
         simulate_arrays(make_params("default", {"K": 2}), "x2", [0], 3)
+
+
+def test_a_loader_gets_the_runs_parameters_and_an_agent_trained_on_other_shapes_is_one_line(agent_files):
+    from mecmodel.agents import register_agent
+
+    seen = []
+
+    def load(weights, params):
+        seen.append((params.K, params.n_slots, params.preset))
+
+        def act(obs):
+            return np.zeros((obs.shape[0], params.K + params.n_slots))
+
+        act.observation_shape = (2 * 1 + 1 * 5 + 1,)  # trained at K = 1, n = 5
+        return act
+
+    register_agent("trained_k1", load=load, weights=str(agent_files / "weights.npy"), description="d")
+    simulate_arrays(make_params("paper", {"K": 1}), "trained_k1", [0], 3)
+    assert seen == [(1, 5, "paper")]
+    with pytest.raises(PolicyError) as err:
+        simulate_arrays(make_params("default", {"K": 2, "n_slots": 4}), "trained_k1", [0], 3)
+    assert str(err.value) == (
+        "scheme trained_k1: the WD policy's AgentWD.act raised at block 0: ValueError: agent: trained on "
+        "observations of shape (8,), this run gives (13,) (K = 2, n = 4: 2 K + K n + 1 values)"
+    )
+    assert seen[-1] == (2, 4, "default")

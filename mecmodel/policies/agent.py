@@ -5,7 +5,8 @@ agent once per block for all seeds (``one_per_run`` shares it between them). The
 called with a batch of centralised observations, shape (S, 2 K + K n + 1) = [q (K), h (K),
 beta (K n), q^ser] per seed (as ``mecmodel.rl.OffloadingEnv`` gives them, float64), and
 returns a batch of actions, shape (S, K + n) = [p (K) in W, f^ser (n) in cycles/s]; actions outside
-the box are clipped by the environment. It sees everything (``information = "centralised"``).
+the box are clipped by the environment. An ``act`` with an ``observation_shape`` attribute (the
+shape it was trained on) is refused, with one line naming both shapes, in a run that gives another. It sees everything (``information = "centralised"``).
 ``mecmodel.agents.register_agent`` makes a trained agent a scheme.
 """
 
@@ -37,6 +38,12 @@ class _Joint:
     def __call__(self, obs: Observation) -> np.ndarray:
         if self.t != obs.t or self.action is None:
             x = centralised_observation(obs)
+            trained = getattr(self.act, "observation_shape", None)
+            if trained is not None and tuple(trained) != x.shape[1:]:
+                raise ValueError(
+                    f"agent: trained on observations of shape {tuple(trained)}, this run gives {x.shape[1:]} "
+                    f"(K = {self.K}, n = {self.n}: 2 K + K n + 1 values)"
+                )
             a = np.asarray(self.act(x), dtype=np.float64)
             if a.shape != (x.shape[0], self.K + self.n):
                 raise ValueError(
