@@ -208,7 +208,7 @@ def test_supersuits_parameter_sharing_recipe_runs_on_the_wd_view():
     ss = pytest.importorskip("supersuit")
     env = ss.normalize_obs_v0(rl.wd_parallel_env(K=4, blocks=8, server="min_energy"))  # finite boxes
     venv = ss.pettingzoo_env_to_vec_env_v1(env)
-    venv = ss.concat_vec_envs_v1(venv, 2, num_cpus=0, base_class="gymnasium")
+    venv = ss.concat_vec_envs_v1(venv, 2, num_cpus=2, base_class="gymnasium")  # workers: pickled envs
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (2 * 4, 5 + 2)  # 2 copies x 4 WDs, each [q, h, beta_1..5]
     for _ in range(10):

@@ -7,5 +7,5 @@ for K in (1, 4):
         f"ppo_k{K}",
         load="examples/rl/train_ppo.py:load_policy",
         weights=f"results/rl/ppo_K{K}.zip",
-        description=f"PPO (Stable-Baselines3) on the centralised view, trained at K = {K} on seeds >= 1000",
+        description=f"PPO (Stable-Baselines3) on the centralised view, trained at K = {K} on fresh seeds >= 2**32",
     )

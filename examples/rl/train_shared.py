@@ -52,9 +52,15 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     env = rl.wd_parallel_env(K=a.K, blocks=a.blocks, server=a.server)
+    env.reset(seed=0)  # seeds the generator every later episode draws its simulator seed from
     venv = ss.pettingzoo_env_to_vec_env_v1(env)
     venv = ss.concat_vec_envs_v1(venv, 4, num_cpus=0, base_class="stable_baselines3")
-    model = PPO("MlpPolicy", venv, gamma=0.9, seed=0, device="cpu", verbose=0)
+    # SB3 seeds an environment through env.seed(), which SuperSuit's ConcatVecEnv lacks: seed the
+    # libraries here (the environment was seeded above), and give PPO no seed of its own.
+    from stable_baselines3.common.utils import set_random_seed
+
+    set_random_seed(0)
+    model = PPO("MlpPolicy", venv, gamma=0.9, device="cpu", verbose=0)
 
     def policy(obs):
         return model.predict(obs, deterministic=True)[0]
