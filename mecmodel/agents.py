@@ -64,7 +64,8 @@ def register_agent(
 
     def make(ctx: PolicyContext) -> _Joint:
         # The WD and the server halves of one run share one agent call per block; a loader that
-        # takes the run's parameters is called once per model, one that does not once in all.
+        # takes the run's parameters is called once per set of parameter values (each grid point
+        # of a batch), one that does not once in all.
         loader = _resolve(load)
         with_params = "params" in inspect.signature(loader).parameters
         key = stable_hash(ctx.params.values) if with_params else ""

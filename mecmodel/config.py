@@ -111,7 +111,9 @@ def scenarios(config: Mapping[str, Any], configfiles: Sequence[str | os.PathLike
     listed = list(config.get("scenarios", []))
     if not listed:
         return []
-    here = Path(configfiles[-1]).parent if configfiles else Path.cwd()
+    # relative to the file that lists them (the last one that does: Snakemake's later files win)
+    lists = [Path(f) for f in configfiles if isinstance(data := read_config_file(f), dict) and "scenarios" in data]
+    here = lists[-1].parent if lists else Path.cwd()
     out = []
     for i, name in enumerate(listed):
         path = here / str(name)

@@ -545,7 +545,7 @@ class Params:
         return {k: v for k, v in self.values.items() if base[k] != v}
 
     def model_hash(self) -> str:
-        """Hash of everything but the swept point (the grid axes of mecmodel.sweep)."""
+        """Hash of everything but the swept point (the grid axes of mecmodel.vocabulary.AXES)."""
         from .vocabulary import AXES
 
         return stable_hash({k: v for k, v in self.to_dict().items() if k not in AXES})

@@ -650,7 +650,10 @@ def _swept_axes(ds: xr.Dataset, most: int = 1) -> list[str]:
     """The point dims with several values, in axis order: at most ``most`` of them."""
     varying = [d for d in (*AXES, *_other_axes(ds)) if d in ds.dims and ds.sizes[d] > 1]
     if len(varying) > most:
-        raise ValueError(f"this figure draws at most {most} swept axes; {', '.join(varying)} each have several values")
+        axes = "axis" if most == 1 else "axes"
+        raise ValueError(
+            f"this figure draws at most {most} swept {axes}; {', '.join(varying)} each have several values"
+        )
     return varying
 
 

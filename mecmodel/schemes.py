@@ -119,9 +119,10 @@ SCHEMES: dict[str, Scheme] = {}
 MODULES: dict[str, str] = {}
 
 
-#: Colours of schemes registered without a style: none of them is a built-in scheme's colour or a
-#: grey (the built-in references), each dark enough on white; in registration order.
-UNSTYLED_COLORS = ("#7b3294", "#a6761d", "#e7298a", "#1b9e77", "#386cb0", "#bf5b17", "#66a61e", "#e6ab02")
+#: Colours of schemes registered without a style, in registration order: each at least 34 CIELAB
+#: units (Delta E 76) from every built-in colour and grey, at least 28 from one another, and dark
+#: enough on white (L* <= 62).
+UNSTYLED_COLORS = ("#e7298a", "#332288", "#66a61e", "#b2182b", "#9970ab", "#882255", "#808000", "#cc6677")
 UNSTYLED_MARKERS = ("s", "^", "D", "v", "P", "X", "*", "<")
 _unstyled: dict[str, int] = {}
 
@@ -156,8 +157,8 @@ def register(
     """Add a scheme to the registry and return it.
 
     ``wd`` and ``server`` are zero-argument callables (a class, a lambda) that build the policies;
-    ``kind`` is ``"paper"`` or ``"reference"`` (references are drawn grey-dashed by default and
-    left out of the "paper's schemes" panels); ``label`` is the legend text (default: the name);
+    ``kind`` is ``"paper"`` or ``"reference"`` (references are drawn dashed by default and left
+    out of the "paper's schemes" panels); ``label`` is the legend text (default: the name);
     ``style`` holds matplotlib keywords ``color``, ``linestyle``, ``marker``, ``linewidth``,
     ``zorder`` (missing ones get a default). Registering a name again from the same module
     replaces it; from another module it is an error. ``max_K`` marks a scheme that only runs

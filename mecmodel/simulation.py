@@ -20,7 +20,7 @@ import numpy as np
 
 from . import engine
 from .env import CHUNK, Action, ActionError, MECEnv, Observation, seed_list
-from .params import ParamError, Params, PolicyError
+from .params import FIELD_BY_NAME, ParamError, Params, PolicyError
 from .policies.actor_critic import CriticDescentServer, CriticDescentWD
 from .policies.base import PolicyContext, ServerPolicy, Transition, WDPolicy
 from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
@@ -53,7 +53,9 @@ def _memory_limit() -> int:
         return 8 * 2**30
 
 
-#: What Policy.update may return (per-seed diagnostics) and Policy.summary may name.
+#: The table's learner series: the built-in variables a policy may declare in ``Policy.records``
+#: (Algorithms 1 and 2 do); any other declared name must be new. ``LEARNERS``: what
+#: ``Policy.summary`` may name.
 LEARNER_SERIES = ("alg1_td_error", "alg1_rel_change", "alg2_td_error", "alg2_rel_change")
 LEARNERS = ("alg1", "alg2")
 SUMMARY = ("converged_fraction", "converged_block_median", "converged_block_max", "diverged_block")
@@ -122,7 +124,9 @@ def _learner(policy) -> tuple:
     return (0.0, 1.0, 1.0, 0.0, False, 0.0, 1, False, 0.0, False), _no_learner()
 
 
-def declared_records(scheme: str, wd: WDPolicy, server: ServerPolicy) -> dict[str, tuple[str, Variable]]:
+def declared_records(
+    scheme: str, wd: WDPolicy, server: ServerPolicy, params: Sequence[str] = ()
+) -> dict[str, tuple[str, Variable]]:
     """The variables a scheme's policies declare (``Policy.records``), checked: name -> (who, variable).
 
     A declared variable is new (not a name of ``mecmodel.vocabulary.VARIABLES``), or one of
@@ -144,10 +148,25 @@ def declared_records(scheme: str, wd: WDPolicy, server: ServerPolicy) -> dict[st
                 raise PolicyError(f"{where}: {var.name}: units and long_name must be text (long_name not empty)")
             if var.name in VARIABLE_BY_NAME and (var.name not in LEARNER_SERIES or var != VARIABLE_BY_NAME[var.name]):
                 raise PolicyError(f"{where}: {var.name}: a built-in variable of every run file; choose another name")
-            if var.name in out or var.name in POINT_DIMS or var.name in ("seed", "block", "wd"):
+            if var.name in out or var.name in POINT_DIMS or var.name in ("seed", "block", "wd", "run", "model"):
                 raise PolicyError(f"{where}: {var.name}: declared twice, or a coordinate's name")
+            if var.name in FIELD_BY_NAME or var.name in params or var.name.startswith("diff_"):
+                raise PolicyError(
+                    f"{where}: {var.name}: the name of a parameter (a sweep would make it a coordinate) "
+                    "or of a paired difference (diff_*); choose another name"
+                )
             out[var.name] = (who, var)
     return out
+
+
+def _mapping(scheme: str, who: str, policy, method: str, block: int | None, got: Any) -> None:
+    """``update``, ``summary`` and ``finish`` return a dict (``{}`` when there is nothing)."""
+    if not isinstance(got, Mapping):
+        where = f" at block {block}" if block is not None else ""
+        raise PolicyError(
+            f"scheme {scheme}: the {who} policy's {type(policy).__name__}.{method} returned "
+            f"{type(got).__name__}{where}; it must return a dict (name -> one value per seed), {{}} for none"
+        )
 
 
 def _recorded(scheme, who, policy, method, block, declared, per, name, value, S) -> np.ndarray:
@@ -195,7 +214,7 @@ class _SchemeRun:
                 raise
             except Exception as e:
                 raise _failed(scheme, who, policy, "reset", None, e) from e
-        self.declared = declared_records(scheme, self.wd, self.server)
+        self.declared = declared_records(scheme, self.wd, self.server, list(sch.params))
         # the policies' own per-block variables (the table's learner series are rows of the records)
         own = [n for n, (_, v) in self.declared.items() if v.per == "block" and n not in SERIES]
         self.own_rows = {name: i for i, name in enumerate(own)}
@@ -216,6 +235,7 @@ class _SchemeRun:
                 values = policy.update(tr)
             except Exception as e:
                 raise _failed(self.scheme, who, policy, "update", t, e) from e
+            _mapping(self.scheme, who, policy, "update", t, values)
             for name, value in values.items():
                 row = _recorded(self.scheme, who, policy, "update", t, self.declared, "block", name, value, self.S)
                 if name in self.own_rows:
@@ -232,6 +252,7 @@ class _SchemeRun:
                     got = getattr(policy, method)()
                 except Exception as e:
                     raise _failed(self.scheme, who, policy, method, None, e) from e
+                _mapping(self.scheme, who, policy, method, None, got)
                 if method == "summary":
                     summaries.update(got)
                     continue

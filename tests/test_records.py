@@ -105,6 +105,20 @@ def _variant(**changes):
             {"records": (Variable("x", "1", "y", per="wd"),)},
             "'x': a name is a letter then letters, digits or _, and per is 'block' or 'seed'",
         ),
+        (
+            {"update": lambda self, tr: None},
+            "the WD policy's Variant.update returned NoneType at block 0; it must return a dict",
+        ),
+        ({"finish": lambda self: None}, "the WD policy's Variant.finish returned NoneType; it must return a dict"),
+        ({"summary": lambda self: None}, "the WD policy's Variant.summary returned NoneType; it must return a dict"),
+        (
+            {"records": (Variable("p_max", "W", "mine", per="seed"),)},
+            "p_max: the name of a parameter (a sweep would make it a coordinate) or of a paired difference",
+        ),
+        (
+            {"records": (Variable("diff_cost", "1", "mine", per="seed"),)},
+            "diff_cost: the name of a parameter (a sweep would make it a coordinate) or of a paired difference",
+        ),
     ],
 )
 def test_a_bad_declaration_or_value_is_one_line_naming_the_scheme(monkeypatch, changes, message):

@@ -209,8 +209,11 @@ def test_supersuits_parameter_sharing_recipe_runs_on_the_wd_view():
     env = ss.normalize_obs_v0(rl.wd_parallel_env(K=4, blocks=8, server="min_energy"))  # finite boxes
     venv = ss.pettingzoo_env_to_vec_env_v1(env)
     venv = ss.concat_vec_envs_v1(venv, 2, num_cpus=2, base_class="gymnasium")  # workers: pickled envs
-    obs, _ = venv.reset(seed=0)
+    obs, info = venv.reset(seed=0)
     assert obs.shape == (2 * 4, 5 + 2)  # 2 copies x 4 WDs, each [q, h, beta_1..5]
+    # the copies are pickled clones: seeded apart by the reset, they run different episodes
+    # (with workers, info is one list of (agent index, info) pairs per copy)
+    assert len({agent_info["seed"] for copy_info in info for _, agent_info in copy_info}) == 2
     for _ in range(10):
         obs, rew, term, trunc, _ = venv.step(np.stack([venv.action_space.sample() for _ in range(8)]))
         assert np.isfinite(obs).all() and np.isfinite(rew).all()

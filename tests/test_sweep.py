@@ -439,3 +439,14 @@ def test_a_bad_scenario_is_one_line_naming_it(tmp_path, monkeypatch, scenario, l
     with pytest.raises(ParamError, match=re.escape(message)) as err:
         _prepare(_scenario_files(tmp_path, scenario, listed))
     assert "\n" not in str(err.value)
+
+
+def test_scenario_paths_are_relative_to_the_file_that_lists_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text(yaml.safe_dump({**tiny(), "scenarios": ["scen.yaml"]}))
+    (tmp_path / "sub" / "scen.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", "prefix": "s_"}))
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump({"seeds": 3}))
+    files = [tmp_path / "sub" / "base.yaml", tmp_path / "extra.yaml"]
+    config = {**mecconfig.read_config_file(files[0]), **mecconfig.read_config_file(files[1])}
+    assert sorted(sweep.prepare(config, files).experiments) == ["e", "s_e"]

@@ -52,11 +52,13 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     env = rl.wd_parallel_env(K=a.K, blocks=a.blocks, server=a.server)
-    env.reset(seed=0)  # seeds the generator every later episode draws its simulator seed from
     venv = ss.pettingzoo_env_to_vec_env_v1(env)
     venv = ss.concat_vec_envs_v1(venv, 4, num_cpus=0, base_class="stable_baselines3")
-    # SB3 seeds an environment through env.seed(), which SuperSuit's ConcatVecEnv lacks: seed the
-    # libraries here (the environment was seeded above), and give PPO no seed of its own.
+    # The 4 copies are pickled clones of one environment, generator included: seed them apart
+    # (copy i with seed i, through SuperSuit's own reset), or every copy replays the same episodes.
+    # SB3 would seed through env.seed(), which SuperSuit's ConcatVecEnv lacks: seed the libraries
+    # here and give PPO no seed of its own.
+    venv.venv.reset(seed=0)
     from stable_baselines3.common.utils import set_random_seed
 
     set_random_seed(0)
