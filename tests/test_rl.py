@@ -278,3 +278,23 @@ def test_consecutive_episodes_differ_and_replay_from_the_first_seed():
     obs_a, _ = env.reset(options={"simulator_seed": first[0]})
     obs_b, _ = env.reset(options={"simulator_seed": first[1]})
     assert not np.array_equal(obs_a, obs_b)  # another drop and fading: another episode
+
+
+def test_stable_baselines3_subprocvecenv_over_a_closure_with_params_runs():
+    """SB3's own SubprocVecEnv (workers started with the spawn method, env functions cloudpickled).
+    Stable-Baselines3 needs torch, which the test extra does not install (a 554 MB wheel and its
+    CUDA libraries from our index): skipped unless it is there (docs/rl.md's training venv has it)."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    P = make_params("default", {"K": 2})
+    venv = SubprocVecEnv([_make_env(P), _make_env(P)], start_method="spawn")
+    try:
+        venv.seed(1)
+        obs = venv.reset()
+        assert obs.shape == (2, 2 * 2 + 2 * 5 + 1)
+        for _ in range(7):  # through a truncation and SB3's own autoreset
+            obs, rewards, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+        assert np.isfinite(obs).all() and np.isfinite(rewards).all() and ((obs >= 0) & (obs <= 1)).all()
+    finally:
+        venv.close()
