@@ -49,7 +49,13 @@ from .optimum import policies as optimum_policies
 from .params import FIELD_BY_NAME, Field, ParamError
 from .policies.actor_critic import CriticDescentServer, CriticDescentWD
 from .policies.base import ServerPolicy, WDPolicy
-from .policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
+from .policies.myopic import (
+    CentralDriftPlusPenaltyWD,
+    DriftPlusPenaltyServer,
+    DriftPlusPenaltyWD,
+    MyopicServer,
+    MyopicWD,
+)
 from .policies.qlearning import Algorithm1, Algorithm2
 from .policies.rules import EvenShare, FixedPower, MinEnergy, RandomShare
 
@@ -404,6 +410,17 @@ register(
             hi=1e12,
         )
     },
+)
+# Drift-plus-penalty in its standard, centralised form: the WDs weigh the server queue their
+# offload fills (docs/model.md note I). Named explicitly (listed=False): a numpy search per block.
+register(
+    "dpp_central",
+    wd=lambda V=DPP_V: CentralDriftPlusPenaltyWD(V),
+    server=lambda V=DPP_V: DriftPlusPenaltyServer(V),
+    description=f"reference: Lyapunov drift-plus-penalty over every queue, the server's included (centralised; V, default {DPP_V:g})",
+    style={"color": "0.6", "linestyle": "-.", "marker": "h", "linewidth": 1.2, "zorder": 3},
+    listed=False,
+    params={"V": SCHEMES["dpp"].params["V"]},
 )
 # Not the paper's: its critics, but each action step descends the learned Q (docs/model.md, note K).
 register(

@@ -11,7 +11,13 @@ from mecmodel import channel, queues
 from mecmodel.env import MECEnv, Observation
 from mecmodel.params import make_params
 from mecmodel.policies import PolicyContext
-from mecmodel.policies.myopic import DriftPlusPenaltyServer, DriftPlusPenaltyWD, MyopicServer, MyopicWD
+from mecmodel.policies.myopic import (
+    CentralDriftPlusPenaltyWD,
+    DriftPlusPenaltyServer,
+    DriftPlusPenaltyWD,
+    MyopicServer,
+    MyopicWD,
+)
 
 
 def _ctx(P, S):
@@ -149,6 +155,44 @@ def test_dpp_wd_choice_is_the_grid_minimum(V):
             # the chosen candidate; its power (4) from libm's expm1 in the engine, numpy's here
             assert p[s, k] == pytest.approx(cands[s, k][int(np.argmin(costs))], rel=1e-14, abs=0)
     assert len({float(x) for x in p.ravel()}) > 2, "interior choices, not only on or off"
+
+
+def _offloaded(P, q, h, p):
+    cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
+    local_max = np.floor(P.n_slots * P.tau * P.f_wd_max)
+    return float(
+        queues.wd_service(np.array([q]), np.array([cap]), P.task_cycles, local_max, P.local_service).offload[0]
+    )
+
+
+@pytest.mark.parametrize("V", [0.1, 3.0])
+def test_central_dpp_wd_weighs_the_server_queue_its_offload_fills(V):
+    """The standard (centralised) form: the objective of the per-agent DPP plus (q^ser / W) O_k / W,
+    checked candidate by candidate with scalar loops; a full server queue makes the WDs offload less."""
+    P = make_params("default", {"K": 4})
+    rng = np.random.default_rng(3)
+    W = P.task_cycles
+    q = rng.integers(1, 6, (2, 4)) * W + rng.integers(0, 10**8, (2, 4))
+    h = 10 ** rng.uniform(3, 6, (2, 4))
+    q_ser = np.array([0.0, 40 * W])
+    pol = CentralDriftPlusPenaltyWD(V, grid=33)
+    obs = _obs(P, q, h, q_ser)
+    pol.reset(_ctx(P, 2), obs)
+    p, cands = pol.act(obs), pol.candidates(h)
+    for s in range(2):
+        for k in range(4):
+            costs = [
+                _dpp_cost(P, q[s, k], h[s, k], g, V) + (q_ser[s] / W) * _offloaded(P, q[s, k], h[s, k], g) / W
+                for g in cands[s, k]
+            ]
+            assert p[s, k] == pytest.approx(cands[s, k][int(np.argmin(costs))], rel=1e-14, abs=0)
+    # with an empty server queue it is the per-agent rule; with a full one it offloads less
+    own, _ = _choose(DriftPlusPenaltyWD(V, grid=33), P, q, h)
+    np.testing.assert_allclose(p[0], own[0], rtol=1e-14)
+    off = [[_offloaded(P, q[s, k], h[s, k], p[s, k]) for k in range(4)] for s in range(2)]
+    off_own = [_offloaded(P, q[1, k], h[1, k], own[1, k]) for k in range(4)]
+    assert sum(off[1]) < sum(off_own)
+    assert CentralDriftPlusPenaltyWD.information == "centralised"
 
 
 def test_dpp_server_rate_is_the_per_block_optimum_and_falls_with_V():

@@ -149,8 +149,15 @@ def test_registry_selectors():
     # small-K schemes (an exact solver) are named explicitly
     small = [n for n, s in schemes.SCHEMES.items() if s.max_K is not None]
     assert small == ["optimal", "decomposed"]
-    assert [n for n, s in schemes.SCHEMES.items() if s.params] == ["dpp"]  # a parameter a sweep may list
-    assert schemes.select("all") == [n for n in schemes.SCHEMES if n not in small]
+    # a parameter a sweep may list
+    assert [n for n, s in schemes.SCHEMES.items() if s.params] == ["dpp", "dpp_central"]
+    # schemes named explicitly: the exact solvers and the centralised drift-plus-penalty
+    assert [n for n, s in schemes.SCHEMES.items() if not s.listed or s.max_K is not None] == [
+        "dpp_central",
+        "optimal",
+        "decomposed",
+    ]
+    assert schemes.select("all") == [n for n, s in schemes.SCHEMES.items() if n not in small and s.listed]
     assert schemes.select(["all", "optimal", "even"]) == schemes.select("all") + ["optimal"]
     with pytest.raises(ParamError, match=r"scheme\[1\]: unknown scheme 'nope'"):
         schemes.select(["even", "nope"])

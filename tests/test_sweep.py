@@ -135,10 +135,11 @@ def test_smoke_config_resolves_to_its_documented_grid():
     assert len(exp["runs"]) == 2 * len(schemes.select("all"))
     # five distinct points (K, arrival, gamma) of every scheme, a sixth (K = 1) of every scheme and the
     # two exact solvers, dpp at V = 100 (at V = 1, its default, it is the shared point's run; myopic
-    # does not declare V and runs once), and 3 schemes at f_ser_max = 1e9 (5e10 is the model's own
-    # value: the shared point's runs): a point shared by experiments runs once
+    # does not declare V and runs once), dpp_central at V = 1 and 100 (named explicitly, not in `all`:
+    # no shared point), and 3 schemes at f_ser_max = 1e9 (5e10 is the model's own value: the shared
+    # point's runs): a point shared by experiments runs once
     n = len(schemes.select("all"))
-    assert len(s.all_runs()) == 5 * n + (n + 2) + 1 + 3 and len(s.models) == 1
+    assert len(s.all_runs()) == 5 * n + (n + 2) + 1 + 2 + 3 and len(s.models) == 1
 
 
 @pytest.mark.parametrize(

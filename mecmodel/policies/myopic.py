@@ -70,8 +70,9 @@ class MyopicWD(WDPolicy):
         zero = np.zeros(h.shape + (1,))
         return np.concatenate([zero, np.minimum(p, P.p_max), zero + P.p_max], axis=-1)
 
-    def block_cost(self, q: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """This block's own cost of WDs with queues q and gains h commanding powers p (broadcast)."""
+    def service(self, q: np.ndarray, h: np.ndarray, p: np.ndarray) -> tuple[queues.WDService, np.ndarray]:
+        """The partition (3)-(4), note B, of WDs with queues q and gains h commanding powers p
+        (broadcast), and its energy (2) + (5) in J."""
         P = self.ctx.params
         cap = channel.bits_per_slot(h, p, P.bandwidth, P.snr_gap, P.tau) / P.zeta
         svc = queues.wd_service(q, cap, P.task_cycles, self.local_max, P.local_service, self.whole_task)
@@ -82,6 +83,11 @@ class MyopicWD(WDPolicy):
                 0.0,
             )
         energy = queues.local_energy(svc.local, P.n_slots, P.tau, P.xi_wd) + queues.offload_energy(p_tx, P.tau)
+        return svc, energy
+
+    def block_cost(self, q: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """This block's own cost of WDs with queues q and gains h commanding powers p (broadcast)."""
+        svc, energy = self.service(q, h, p)
         return self.objective(q, svc.local + svc.offload, energy)
 
     def objective(self, q: np.ndarray, served: np.ndarray, energy: np.ndarray) -> np.ndarray:
@@ -152,6 +158,27 @@ class DriftPlusPenaltyWD(MyopicWD):
         P = self.ctx.params
         W = P.task_cycles
         return self.V * P.w4 * energy - (q / W) * (served / W)
+
+
+class CentralDriftPlusPenaltyWD(DriftPlusPenaltyWD):
+    """Drift-plus-penalty in its standard, centralised form (Neely; LyDROO): the drift of every
+    queue, the server's included. A WD's offload joins the server queue, so per block
+
+        min_p  V w4 E_k(p) - (q_k / W) (L_k(p) + O_k(p)) / W + (q^ser / W) O_k(p) / W,
+
+    which needs the server queue: ``information = "centralised"`` (the paper's WDs do not see it).
+    The same grid search as ``MyopicWD``, in numpy (the compiled search has no server term)."""
+
+    information = "centralised"
+
+    def act(self, obs: Observation) -> np.ndarray:
+        self._q_ser = np.asarray(obs.q_ser, dtype=float)[:, None, None]  # (S, 1, 1) against (S, K, grid + 1)
+        return super().act(obs)
+
+    def block_cost(self, q: np.ndarray, h: np.ndarray, p: np.ndarray) -> np.ndarray:
+        svc, energy = self.service(q, h, p)
+        W = self.ctx.params.task_cycles
+        return self.objective(q, svc.local + svc.offload, energy) + (self._q_ser / W) * (svc.offload / W)
 
 
 class DriftPlusPenaltyServer(ServerPolicy):
