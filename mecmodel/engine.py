@@ -109,7 +109,7 @@ def wd_partition(qk: float, cap: float, sc, rule: int, binary: bool):
     :func:`mecmodel.queues.wd_service` for one device (its docstring has the three rules)."""
     W, local_max = sc[W_], sc[LOCAL_MAX]
     busy = qk > 0.0
-    tasks = math.ceil(qk / W) - 1.0
+    tasks = np.ceil(qk / W) - 1.0
     head = qk - W * tasks if busy else 0.0  # the head-of-line task's remaining cycles
     r0 = (head if cap >= head else 0.0) if binary else _nmin(cap, head)
     if rule == 1:  # mod_w: the partitioned task is the furthest one the CPU reaches
@@ -574,7 +574,7 @@ def myopic_powers(q, h, sc, rule, n, grid, V, reading, binary):
 def equal_rate(qs, best, sc, n):
     """The rule of :func:`mecmodel.policies.rules.equal_rates`: min(best, f_ser_max, the rate that
     clears q^ser, rounded up to ceil(q / n) + 1 cycles per slot), the same in every slot."""
-    clear = (math.ceil(qs / n) + 1.0) / sc[TAU] if qs > 0.0 else 0.0
+    clear = (np.ceil(qs / n) + 1.0) / sc[TAU] if qs > 0.0 else 0.0
     return _nmin(_nmin(best, sc[F_SER_MAX]), clear)
 
 
