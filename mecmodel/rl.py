@@ -37,6 +37,8 @@ from .env import Action, MECEnv, StepInfo
 from .params import Params, make_params
 from .policies.agent import centralised_observation
 from .policies.base import PolicyContext, ServerPolicy, Transition
+from .policies.qlearning import Algorithm2
+from .policies.rules import FullSpeed, MinEnergy
 
 SEED_MAX = 2**63
 #: Simulator seeds a front end draws are in [TRAIN_SEED_MIN, 2**63): disjoint from the seeds a sweep
@@ -255,21 +257,14 @@ class OffloadingVectorEnv(_Centralised, gymnasium.vector.VectorEnv):
 
 
 #: Server policies :func:`wd_parallel_env` accepts by rule name (any scheme name gives its server policy).
-SERVER_RULES = {
-    "full": "mecmodel.policies.rules:FullSpeed",
-    "min_energy": "mecmodel.policies.rules:MinEnergy",
-    "algorithm2": "mecmodel.policies.qlearning:Algorithm2",
-}
+SERVER_RULES = {"full": FullSpeed, "min_energy": MinEnergy, "algorithm2": Algorithm2}
 
 
 def _server_policy(name: str) -> ServerPolicy:
-    import importlib
-
     from . import schemes
 
     if name in SERVER_RULES:
-        module, cls = SERVER_RULES[name].split(":")
-        return getattr(importlib.import_module(module), cls)()
+        return SERVER_RULES[name]()
     if name in schemes.SCHEMES:
         return schemes.get_scheme(name).policies()[1]
     raise ValueError(
@@ -352,19 +347,11 @@ class OffloadingParallelEnv(ParallelEnv):
             raise ValueError(f"actions: expected a dict agent -> action, got {type(actions).__name__}")
         missing = [a for a in self.agents if a not in actions]
         unknown = [str(a) for a in actions if a not in self.agents]
-        if missing or unknown:
-            raise ValueError(
-                "actions: "
-                + "; ".join(
-                    part
-                    for part in (
-                        f"missing for {', '.join(missing)}" if missing else "",
-                        f"unknown agents {', '.join(unknown)}" if unknown else "",
-                    )
-                    if part
-                )
-                + f" (the agents are {', '.join(self.agents)})"
-            )
+        problems = ([f"missing for {', '.join(missing)}"] if missing else []) + (
+            [f"unknown agents {', '.join(unknown)}"] if unknown else []
+        )
+        if problems:
+            raise ValueError(f"actions: {'; '.join(problems)} (the agents are {', '.join(self.agents)})")
         K = self.P.K
         p = np.array([[_as_array(actions[f"wd_{k}"], (1,), f"agent wd_{k}")[0] for k in range(K)]])
         f = None

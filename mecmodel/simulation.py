@@ -194,9 +194,9 @@ def _failed(scheme: str, who: str, policy, method: str, block: int | None, error
 
 
 class _SchemeRun:
-    """A scheme's two policies in one run, every call into their code guarded: an exception, or a
-    value that breaks the policy's declarations, becomes one :class:`PolicyError` line naming the
-    scheme, the policy (WD or server), the method and the block."""
+    """A scheme's two policies in one run, every call into their code guarded (:meth:`_call`): an
+    exception, or a value that breaks the policy's declarations, becomes one :class:`PolicyError`
+    line naming the scheme, the policy (WD or server), the method and the block."""
 
     def __init__(self, scheme: str, sch, scheme_params: Mapping[str, Any], ctx: PolicyContext, obs, blocks: int):
         self.scheme, self.S = scheme, ctx.S
@@ -208,58 +208,53 @@ class _SchemeRun:
             raise PolicyError(f"scheme {scheme}: making its policies raised: {type(e).__name__}: {e}") from e
         self.pair = (("WD", self.wd), ("server", self.server))
         for who, policy in self.pair:
-            try:
-                policy.reset(ctx, obs)
-            except ParamError:  # a policy that refuses the model (the exact optimum at K > 2)
-                raise
-            except Exception as e:
-                raise _failed(scheme, who, policy, "reset", None, e) from e
+            # a ParamError is a policy refusing the model (the exact optimum at K > 2): left as it is
+            self._call(who, policy, "reset", None, ctx, obs, passthrough=ParamError)
         self.declared = declared_records(scheme, self.wd, self.server, list(sch.params))
-        # the policies' own per-block variables (the table's learner series are rows of the records)
+        # Where update()'s values go: the table's learner series are rows of the records, the
+        # policies' own per-block variables rows of ``own``.
         own = [n for n, (_, v) in self.declared.items() if v.per == "block" and n not in SERIES]
         self.own_rows = {name: i for i, name in enumerate(own)}
         self.own = np.full((len(own), self.S, blocks), np.nan)
+        self.rec_rows = {name: SERIES.index(name) for name in self.declared if name in SERIES}
+
+    def _call(self, who: str, policy, method: str, block: int | None, *args, passthrough=()):
+        try:
+            return getattr(policy, method)(*args)
+        except passthrough:
+            raise
+        except Exception as e:
+            raise _failed(self.scheme, who, policy, method, block, e) from e
+
+    def _values(self, who: str, policy, method: str, block: int | None, per: str, *args) -> dict[str, np.ndarray]:
+        """A policy's declared variables as ``update`` (per block) or ``finish`` (per seed) returns them."""
+        got = self._call(who, policy, method, block, *args)
+        _mapping(self.scheme, who, policy, method, block, got)
+        return {
+            name: _recorded(self.scheme, who, policy, method, block, self.declared, per, name, value, self.S)
+            for name, value in got.items()
+        }
 
     def act(self, obs: Observation, t: int) -> Action:
-        actions = []
-        for who, policy in self.pair:
-            try:
-                actions.append(policy.act(obs))
-            except Exception as e:
-                raise _failed(self.scheme, who, policy, "act", t, e) from e
-        return Action(actions[0], actions[1], self.wd.whole_task)
+        p, f_ser = (self._call(who, policy, "act", t, obs) for who, policy in self.pair)
+        return Action(p, f_ser, self.wd.whole_task)
 
     def update(self, tr: Transition, t: int, rec: np.ndarray) -> None:
         for who, policy in self.pair:
-            try:
-                values = policy.update(tr)
-            except Exception as e:
-                raise _failed(self.scheme, who, policy, "update", t, e) from e
-            _mapping(self.scheme, who, policy, "update", t, values)
-            for name, value in values.items():
-                row = _recorded(self.scheme, who, policy, "update", t, self.declared, "block", name, value, self.S)
+            for name, row in self._values(who, policy, "update", t, "block", tr).items():
                 if name in self.own_rows:
                     self.own[self.own_rows[name], :, t] = row
                 else:
-                    rec[SERIES.index(name), :, t] = row
+                    rec[self.rec_rows[name], :, t] = row
 
     def finish(self) -> tuple[dict, dict]:
         """The learners' summaries, and the policies' own variables with their declarations."""
         summaries, finished = {}, {}
         for who, policy in reversed(self.pair):
-            for method in ("summary", "finish"):
-                try:
-                    got = getattr(policy, method)()
-                except Exception as e:
-                    raise _failed(self.scheme, who, policy, method, None, e) from e
-                _mapping(self.scheme, who, policy, method, None, got)
-                if method == "summary":
-                    summaries.update(got)
-                    continue
-                for name, value in got.items():
-                    finished[name] = _recorded(
-                        self.scheme, who, policy, "finish", None, self.declared, "seed", name, value, self.S
-                    )
+            got = self._call(who, policy, "summary", None)
+            _mapping(self.scheme, who, policy, "summary", None, got)
+            summaries.update(got)
+            finished.update(self._values(who, policy, "finish", None, "seed"))
         missing = [n for n, (_, v) in self.declared.items() if v.per == "seed" and n not in finished]
         if missing:
             raise PolicyError(
