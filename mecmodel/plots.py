@@ -526,6 +526,11 @@ def _sweep(
                 n_div_total += n_div
                 handles.append(cont.lines[0])
                 labels.append(label)
+        if var == "discounted_cost" and "lower_bound" in ds.variables:
+            line = _draw_bound(ax, ds["lower_bound"], sweep, logy)
+            if line is not None and BOUND_LABEL not in labels:
+                handles.append(line)
+                labels.append(BOUND_LABEL)
         if logy:
             ax.set_yscale("log")
         if xscale != "linear":
@@ -558,46 +563,85 @@ def _sweep(
     return _finish(fig, title, sub, (handles, labels), _diverged_note(n_div_total))
 
 
+BOUND_LABEL = "Lagrangian lower bound\n(below it: unattainable)"
+#: The panel of each scheme's gap to the lower bound, where an aggregate holds it.
+GAP_PANEL = ("bound_gap_percent", "gap to the lower bound, paired by seed", "(J − LB) / LB  (%)", False)
+
+
+def _draw_bound(ax, lb: xr.DataArray, sweep: str, logy: bool):
+    """The lower bound's mean over seeds (each seed's drop has its own) as a dashed black line, and
+    everything below it hatched: no policy's expected (9a), averaged over these drops, lies there."""
+    import numpy as np
+
+    da = lb.transpose(sweep, "seed")
+    xv = da[sweep].values.astype(float)
+    mean, _, _, n = mean_ci(da.values, axis=1)
+    keep = n > 0
+    if not keep.any():
+        return None
+    order = np.argsort(xv[keep])
+    x, m = xv[keep][order], mean[keep][order]
+    (line,) = ax.plot(x, m, color="black", linestyle="--", linewidth=1.3, zorder=8)
+    ax.autoscale_view()
+    bottom = ax.get_ylim()[0]
+    floor = m.min() / 10 if logy else min(bottom, 0.0)
+    ax.fill_between(x, floor, m, facecolor="0.5", alpha=0.12, hatch="///", edgecolor="0.6", linewidth=0, zorder=0)
+    ax.set_ylim(bottom=bottom if not logy else max(bottom, m.min() / 3))
+    return line
+
+
+def _with_gap_panel(ds: xr.Dataset, panels: tuple) -> tuple[xr.Dataset, tuple]:
+    """Add the gap-to-bound panel (in percent) where the aggregate has ``bound_gap``."""
+    if "bound_gap" not in ds.variables:
+        return ds, panels
+    pct = (100.0 * ds["bound_gap"]).assign_attrs(units="%", long_name="gap of (9a) to the lower bound")
+    return ds.assign(bound_gap_percent=pct), (*panels, GAP_PANEL)
+
+
 def fig_cost_vs_arrival(ds: xr.Dataset) -> Figure:
     """Fig. 8: discounted and average cost vs arrival probability (K = 50)."""
-    return _sweep(
+    ds, panels = _with_gap_panel(
         ds,
-        "arrival_prob",
-        {"K": 50, "gamma": 0.9},
-        "Fig. 8 — cost vs task arrival probability",
-        "arrival probability per slot λ",
         (
             ("discounted_cost", "discounted sum cost", "discounted sum cost", False),
             ("average_cost", "long-run average cost per block", "average cost per block", False),
             ("diff_average_cost", "paired difference of the average cost", "Δ average cost per block", False),
         ),
     )
+    return _sweep(
+        ds,
+        "arrival_prob",
+        {"K": 50, "gamma": 0.9},
+        "Fig. 8 — cost vs task arrival probability",
+        "arrival probability per slot λ",
+        panels,
+    )
 
 
 def fig_cost_vs_K(ds: xr.Dataset) -> Figure:
     """Fig. 9: discounted and average cost vs number of WDs K, log y as in the paper."""
-    return _sweep(
+    ds, panels = _with_gap_panel(
         ds,
-        "K",
-        {"arrival_prob": 0.4, "gamma": 0.9},
-        "Fig. 9 — cost vs number of WDs",
-        "number of WDs K",
         (
             ("discounted_cost", "discounted sum cost (log y)", "discounted sum cost", True),
             ("average_cost", "long-run average cost per block (log y)", "average cost per block", True),
             ("diff_average_cost", "paired difference of the average cost", "Δ average cost per block", False),
         ),
     )
+    return _sweep(
+        ds,
+        "K",
+        {"arrival_prob": 0.4, "gamma": 0.9},
+        "Fig. 9 — cost vs number of WDs",
+        "number of WDs K",
+        panels,
+    )
 
 
 def fig_cost_vs_gamma(ds: xr.Dataset) -> Figure:
     """Our addition: discounted cost (scales like 1/(1-gamma), log y) and average cost vs gamma."""
-    return _sweep(
+    ds, panels = _with_gap_panel(
         ds,
-        "gamma",
-        {"K": 20, "arrival_prob": 0.4},
-        "Cost vs discount factor γ (not in the paper)",
-        "discount factor γ (logit scale)",
         (
             (
                 "discounted_cost",
@@ -608,6 +652,14 @@ def fig_cost_vs_gamma(ds: xr.Dataset) -> Figure:
             ("average_cost", "long-run average cost per block:\ncomparable across γ", "average cost per block", False),
             ("diff_average_cost", "paired difference of the average cost", "Δ average cost per block", False),
         ),
+    )
+    return _sweep(
+        ds,
+        "gamma",
+        {"K": 20, "arrival_prob": 0.4},
+        "Cost vs discount factor γ (not in the paper)",
+        "discount factor γ (logit scale)",
+        panels,
         xscale="logit",
     )
 

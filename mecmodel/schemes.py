@@ -43,6 +43,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .bounds import LagrangianWD
 from .loading import import_file
 from .optimum import MAX_K
 from .optimum import policies as optimum_policies
@@ -447,4 +448,14 @@ register(
     description="reference: Theorem 1's decomposition solved exactly: each WD's sub-MDP (16), the server's best response (14), K <= 2",
     style={"color": "0.1", "linestyle": (0, (1, 2)), "marker": "*", "linewidth": 1.2, "zorder": 6},
     max_K=MAX_K,
+)
+# The policy of the Lagrangian lower bound (mecmodel.bounds; docs/model.md, note N): each WD its
+# own sub-problem's optimal policy at the bound's best price; the server clears its queue at the
+# least energy.
+register(
+    "lagrangian",
+    wd=LagrangianWD,
+    server=MinEnergy,
+    description="reference: each WD acts by its sub-problem of the Lagrangian bound at the best price; min_energy server",
+    style={"color": "#56b4e9", "linestyle": (0, (5, 1, 1, 1)), "marker": "X", "linewidth": 1.4, "zorder": 4},
 )

@@ -170,6 +170,21 @@ VARIABLES: tuple[Variable, ...] = (
         attrs={"flag_values": (0, 1), "flag_meanings": "finite diverged"},
     ),
 )
+#: Variables of an aggregate that no run holds: the Lagrangian lower bound at each point and seed
+#: (mecmodel.bounds; docs/model.md, note N) and each scheme's gap to it.
+BOUND_VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "lower_bound",
+        "1",
+        "Lagrangian lower bound on the expected discounted cost (9a) from empty queues, of every policy",
+    ),
+    Variable("bound_price", "cycle-1", "the bound's best price mu of a served server cycle (cost units per cycle)"),
+    Variable(
+        "bound_gap",
+        "1",
+        "discounted cost (9a) minus the lower bound, over the lower bound, on the same seed",
+    ),
+)
 VARIABLE_BY_NAME: dict[str, Variable] = {v.name: v for v in VARIABLES}
 #: The engine's per-block record rows, in order.
 SERIES: tuple[str, ...] = tuple(v.name for v in VARIABLES if v.per == "block")

@@ -44,6 +44,7 @@ def table(ds: xr.Dataset) -> list[str]:
     swept = [d for d in ds.dims if d not in ("scheme", "seed", "block", "wd") and ds.sizes[d] > 1]
     fixed = [d for d in ds.dims if d not in ("scheme", "seed", "block", "wd") and ds.sizes[d] == 1]
     ref = ds.attrs.get("reference_scheme", "")
+    bounded = int("bound_gap" in ds)
     point = ", ".join(f"{d} = {ds[d].values[0]:g}" for d in fixed)
     out = [
         f"{point}; {ds.sizes['seed']} seeds, {ds.sizes['block']} blocks, preset {ds.attrs.get('preset', '?')}; "
@@ -61,10 +62,11 @@ def table(ds: xr.Dataset) -> list[str]:
                 "energy per block (J)",
                 "offloaded share",
                 "diverged seeds",
+                *(["gap to the lower bound (%)"] if bounded else []),
             ]
         )
         + " |",
-        "|" + "---|" * (len(swept) + 8),
+        "|" + "---|" * (len(swept) + 8 + bounded),
     ]
     ds = ds.squeeze(fixed)
     for values in itertools.product(*(ds[d].values for d in swept)):
@@ -78,6 +80,8 @@ def table(ds: xr.Dataset) -> list[str]:
                 ci(y[v].values, f) if v in y else "n/a" for v, f in (("mean_energy", ".4g"), ("offloaded_share", ".3f"))
             ]
             cells.append(str(int(y.diverged.sum())))
+            if bounded:
+                cells.append(ci(100.0 * y.bound_gap.values, ".3g"))
             out.append("| " + " | ".join(cells) + " |")
     return out
 

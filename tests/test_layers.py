@@ -15,7 +15,7 @@ LAYERS = (
     ("channel", "queues", "engine"),  # the physics, equations (1)-(8), and its compiled kernels
     ("env",),  # the environment: one block of the system
     ("policies", "policies.base", "policies.rules", "policies.qlearning", "policies.actor_critic"),
-    ("policies.myopic", "policies.agent", "optimum"),  # policies that build on the others
+    ("policies.myopic", "policies.agent", "optimum", "bounds"),  # policies that build on the others
     ("schemes", "agents"),  # the registry, and trained agents registered beside it
     ("simulation",),  # the loop: a scheme over seeds and blocks
     ("paths", "statistics", "dataset", "results"),  # run files, their statistics, aggregates

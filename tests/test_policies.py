@@ -145,6 +145,7 @@ def test_registry_selectors():
         "myopic",
         "dpp",
         "proposed_q",
+        "lagrangian",
     ]
     # small-K schemes (an exact solver) are named explicitly
     small = [n for n, s in schemes.SCHEMES.items() if s.max_K is not None]

@@ -15,8 +15,12 @@ from hypothesis import strategies as st
 import mecmodel
 from mecmodel import env, queues, simulation
 from mecmodel.params import FIELDS, make_params
+from mecmodel.policies.base import PolicyContext
+from mecmodel.schemes import get_scheme
 from mecmodel.vocabulary import POINT_DIMS
 
+#: Listed schemes the Python loop runs (their act is one compiled kernel call a block).
+PYTHON_LOOP = {"lagrangian"}
 SCHEMES = mecmodel.schemes.select("all")  # the exact solvers (K <= 2) have tests of their own: test_optimum.py
 LEARNING_WDS = {"proposed", "binary", "proposed_q"}
 
@@ -136,7 +140,7 @@ def test_work_conservation_and_bounds(
     assert np.all((f_loc >= 0) & (f_loc <= P.f_wd_max * (1 + 1e-12)))
     # server slot rates: applied in [0, f_ser_max] (9d), effective <= applied (seen where the Python
     # loop steps the environment; a built-in scheme's compiled loop has the step inside its kernel)
-    assert len(served) == (blocks if python_loop else 0)
+    assert len(served) == (0 if scheme not in PYTHON_LOOP and not python_loop else blocks)
     for f_cmd, f_eff in served:
         assert np.all((f_cmd >= 0) & (f_cmd <= P.f_ser_max))
         assert np.all(f_eff >= 0) and np.all(f_eff <= f_cmd + 1e-12 * f_cmd.sum(axis=-1, keepdims=True))
@@ -363,3 +367,14 @@ def test_full_size_run_file_is_small(tmp_path: Path) -> None:
     size = path.stat().st_size
     print(f"K=100, 2000 blocks, 10 seeds: {size / 1e6:.2f} MB")
     assert size < 5e6
+
+
+def test_built_in_schemes_run_in_the_compiled_engine():
+    """Every listed scheme but lagrangian (a Python policy calling one compiled kernel a block) has a
+    compiled plan, so its whole run is the engine's loop."""
+    P = mecmodel.params.make_params("default")
+    for name in mecmodel.schemes.select("all"):
+        wd, server = get_scheme(name).policies()
+        ctx = PolicyContext(P, (0,), None)
+        wd.ctx = server.ctx = ctx  # what reset keeps; compiled_plan reads the parameters
+        assert (simulation.compiled_plan(wd, server, P) is None) == (name in PYTHON_LOOP), name
