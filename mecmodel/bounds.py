@@ -64,13 +64,13 @@ STUCK, LINEAR, CONST = 0, 1, 2  # a segment's kind: no offload; offload = R; off
 class BoundGrid:
     """The bound's discretisation: the finer, the tighter (never invalid)."""
 
-    wd_tasks: int = 40  # top WD queue level, tasks (above: the queue-only lower bound)
-    max_levels: int = 321  # at most this many queue levels (a fine unit lowers the top)
+    wd_tasks: int = 40  # top WD queue level, tasks, plus what an overloaded queue grows within the horizon
+    max_levels: int = 401  # at most this many queue levels (a fine unit lowers the top)
     fading_bins: int = 24
     gains_per_decade: int = 12  # lattice 10^(i / gains_per_decade) a WD's mean gain is rounded up to
     mu_points: int = 16  # prices below mu_sat, log-spaced, and 0
     mu_span: float = 1e-5  # the smallest positive price, as a fraction of mu_sat
-    tol: float = 1e-8  # value iteration's stop: sup-norm step, relative to the value
+    tol: float = 1e-6  # value iteration's stop: sup-norm step, relative to the value
     max_iter: int = 20000
 
 
@@ -108,7 +108,11 @@ class WDProblem:
         W = P.task_cycles
         self.unit, self.local_max = _unit(P, self.exact)
         self.per_task = int(round(W / self.unit))
-        self.nx = min(g.wd_tasks * self.per_task, max(2, (g.max_levels - 1) // self.per_task) * self.per_task) + 1
+        # An overloaded queue grows by lambda n - n tau f^wd_max / W tasks a block at least; the grid
+        # reaches as far as it grows while gamma^t > 1e-3, so the tails below barely matter.
+        growth = max(P.arrival_prob * P.n_slots - self.local_max / W, 0.0)
+        tasks = g.wd_tasks + math.ceil(growth * math.log(1e-3) / math.log(P.gamma))
+        self.nx = min(tasks * self.per_task, max(2, (g.max_levels - 1) // self.per_task) * self.per_task) + 1
         n = P.n_slots
         self.na = n + 1
         lam = P.arrival_prob
@@ -129,7 +133,9 @@ class WDProblem:
         t = np.arange(0, 100000)
         self.tail = np.zeros(top)
         for i in range(self.nx, top):
-            self.tail[i] = np.sum(P.gamma**t * P.w3 * np.maximum(X[i] - t * self.s_max_wd, 0.0))
+            # q_t >= q - t s_max + arrivals, and E max(., 0) >= max(E ., 0) (Jensen)
+            drift = P.arrival_prob * n * W - self.s_max_wd
+            self.tail[i] = np.sum(P.gamma**t * P.w3 * np.maximum(X[i] + t * drift, 0.0))
 
     def _segments(self) -> None:
         """Per queue level, the intervals of R on which the block's outcome is one formula."""
@@ -170,47 +176,125 @@ class WDProblem:
                 self.seg_lo[xi, j], self.seg_hi[xi, j], self.seg_kind[xi, j] = lo, hi, kind
                 self.seg_a[xi, j], self.seg_off[xi, j], self.seg_post[xi, j] = a, off, post
 
-    def consts(self) -> np.ndarray:
+    def consts(self, cubic: float = 0.0) -> np.ndarray:
+        """The block cost's constants; ``cubic`` charges c O^3 for the O cycles offloaded."""
         P = self.P
         return np.array(
-            [P.w4, P.xi_wd / (P.n_slots * P.tau) ** 2, P.tau, P.snr_gap, P.zeta / (P.tau * P.bandwidth), P.p_max]
+            [
+                P.w4,
+                P.xi_wd / (P.n_slots * P.tau) ** 2,
+                P.tau,
+                P.snr_gap,
+                P.zeta / (P.tau * P.bandwidth),
+                P.p_max,
+                cubic,
+                P.task_cycles,
+            ]
         )
 
-    def energies(self, gains: np.ndarray, price: float, optimistic: bool = True) -> np.ndarray:
-        """(G, nx, nh, nseg): each segment's least block cost w4 E + price O at each bin's upper
-        (``optimistic``) or lower gain edge, inf where infeasible."""
+    def energies(self, gains: np.ndarray, price: float, optimistic: bool = True, cubic: float = 0.0) -> np.ndarray:
+        """(G, nx, nh, nseg): each segment's block cost w4 E + price O (+ cubic O^3): at each bin's upper
+        gain, below the least over capacities (``optimistic``), or at its lower gain, the least over
+        the integer capacities that gain carries (a policy's cost); inf where infeasible."""
         fade = self.fade_hi if optimistic else self.fade_lo
         h = np.asarray(gains, dtype=float)[:, None] * fade[None, :]
+        c = self.consts(cubic)
         out, _ = _segment_costs(
-            h, price, self.seg_lo, self.seg_hi, self.seg_kind, self.seg_a, self.seg_off, self.consts(), optimistic
+            h, price, self.seg_lo, self.seg_hi, self.seg_kind, self.seg_a, self.seg_off, c, optimistic
         )
         return out
 
-    def solve(self, e: np.ndarray, J0: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """Value iteration on the post-decision values J (G, nx), from ``J0`` (a lower start) or 0."""
+    def tail_above(self) -> np.ndarray:
+        """What a queue above the top costs at most: the WD computes locally from then on, which
+        removes at least min(q, s) cycles a block (s = n tau f^wd_max - W under mod_w: every task
+        before the partitioned one is finished; 0 under single), so q_t <= max(q - t s, 0) + the
+        arrivals since, and its post-decision value is at most
+        sum_t gamma^t (w3 (max(q - t s, 0) + t lambda n W) + w4 E^wd_max) (an upper bound)."""
+        P = self.P
+        g, W = P.gamma, P.task_cycles
+        s = max(self.local_max - W, 0.0) if P.local_service == "mod_w" else 0.0
+        X = np.arange(len(self.tail)) * self.unit
+        e_max = P.w4 * P.xi_wd * self.local_max**3 / (P.n_slots * P.tau) ** 2
+        t = np.arange(int(np.ceil(np.log(1e-17) / np.log(g))) + 1)
+        disc = g**t
+        rest = disc[-1] * g / (1 - g)  # the horizon's remainder, charged at its end's level and growth
+        out = np.empty(len(X))
+        for i, x in enumerate(X):
+            q = np.maximum(x - t * s, 0.0) + t * P.arrival_prob * P.n_slots * W
+            out[i] = np.sum(disc * P.w3 * q) + rest * P.w3 * (q[-1] + P.arrival_prob * P.n_slots * W / (1 - g))
+        return out + e_max / (1 - g)
+
+    def solve(
+        self, e: np.ndarray, J0: np.ndarray | None = None, tail: np.ndarray | None = None, lower: bool = True
+    ) -> tuple[np.ndarray, int]:
+        """Value iteration on the post-decision values J (G, nx), from ``J0`` (below the optimum when
+        ``lower``, above it otherwise) or 0, the queues above the top continuing with ``tail``."""
         P, g = self.P, self.grid
         G = e.shape[0]
         J = np.zeros((G, self.nx)) if J0 is None else np.array(J0, dtype=float)
         qcost = P.w3 * np.arange(self.nx) * self.unit
+        tail = self.tail if tail is None else tail
         return _value_iteration(
-            e, self.seg_post, self.pa, self.ph, qcost, P.gamma, self.per_task, self.tail, J, g.tol, g.max_iter
+            e, self.seg_post, self.pa, self.ph, qcost, P.gamma, self.per_task, tail, J, g.tol, g.max_iter, lower
         )
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _block_cost(R, kind, a, off, hinv, c, price):  # fmt: skip
     """Cost of capacity R in a segment: w4 (E_loc + E_off) + price x offload, and its derivative."""
-    w4, xi_n, tau, gap, k, _ = c[0], c[1], c[2], c[3], c[4], c[5]
+    w4, xi_n, tau, gap, k, cubic = c[0], c[1], c[2], c[3], c[4], c[6]
     if kind == STUCK:
         return w4 * xi_n * a**3, 0.0
     if kind == CONST:
         tx = tau * gap * hinv * math.expm1(k * off * math.log(2.0)) if off > 0.0 else 0.0
-        return w4 * (xi_n * a**3 + tx) + price * off, 0.0
+        return w4 * (xi_n * a**3 + tx) + price * off + cubic * off**3, 0.0
     L = a - R
     tx = tau * gap * hinv * math.expm1(k * R * math.log(2.0)) if R > 0.0 else 0.0
-    f = w4 * (xi_n * L**3 + tx) + price * R
+    f = w4 * (xi_n * L**3 + tx) + price * R + cubic * R**3
     d = w4 * (-3.0 * xi_n * L * L + tau * gap * hinv * k * math.log(2.0) * math.exp(k * R * math.log(2.0))) + price
-    return f, d
+    return f, d + 3.0 * cubic * R * R
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _curvature(R, a, hinv, c):  # fmt: skip
+    """f''(R) of a LINEAR segment's block cost (positive: the cost is convex in R)."""
+    w4, xi_n, tau, gap, k, cubic = c[0], c[1], c[2], c[3], c[4], c[6]
+    kl = k * math.log(2.0)
+    return w4 * (6.0 * xi_n * (a - R) + tau * gap * hinv * kl * kl * math.exp(kl * R)) + 6.0 * cubic * R
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _bracket_min(lft, r, fl, dl, fr, dr, a, off, hinv, c, price):  # fmt: skip
+    """Narrow [lft, r], f'(lft) < 0 < f'(r), around the convex minimum: Newton steps on f' from r (a
+    bisection where a step leaves the bracket); once a step is below the tolerance (a cycle's
+    hundredth, or 1e-9 of the width), probe either side of the point to close the bracket on it.
+    Returns (lft, f(lft), f'(lft), r, f(r))."""
+    stop = max(1e-2, 1e-9 * (r - lft))
+    x, dx = r, dr
+    for _ in range(100):
+        if r - lft <= 2.0 * stop:
+            break
+        xn = x - dx / _curvature(x, a, hinv, c)
+        if not lft < xn < r:
+            xn = 0.5 * (lft + r)
+        if abs(xn - x) < 0.5 * stop:
+            for p in (xn - stop, xn + stop):
+                if lft < p < r:
+                    fp, dp = _block_cost(p, LINEAR, a, off, hinv, c, price)
+                    if dp < 0.0:
+                        lft, fl, dl = p, fp, dp
+                    else:
+                        r, fr = p, fp
+            if r - lft <= 2.0 * stop:
+                break
+            xn = 0.5 * (lft + r)
+        x = xn
+        fx, dx = _block_cost(x, LINEAR, a, off, hinv, c, price)
+        if dx < 0.0:
+            lft, fl, dl = x, fx, dx
+        else:
+            r, fr = x, fx
+    return lft, fl, dl, r, fr
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -246,26 +330,37 @@ def _segment_costs(h, price, lo, hi, kind, a, off, c, lower):  # fmt: skip
                     if dr <= 0.0:
                         out[gi, x, j, s], arg[gi, x, j, s] = fr, r
                         continue
-                    for _ in range(48):  # the convex minimum lies in [l, r]: f'(l) < 0 < f'(r)
-                        m = 0.5 * (lft + r)
-                        fm, dm = _block_cost(m, kd, a[x, s], off[x, s], hinv, c, price)
-                        if dm < 0.0:
-                            lft, fl, dl = m, fm, dm
-                        else:
-                            r, fr, dr = m, fm, dm
+                    lft, fl, dl, r, fr = _bracket_min(lft, r, fl, dl, fr, dr, a[x, s], off[x, s], hinv, c, price)
                     best = min(fl, fr)
                     arg[gi, x, j, s] = lft if fl <= fr else r
                     # f(R*) >= f(lft) + f'(lft) (R* - lft) >= f(lft) + f'(lft) (r - lft), as f'(lft) < 0
                     out[gi, x, j, s] = min(best, fl + dl * (r - lft)) if lower else best
+                if not lower:  # a policy's cost: the best integer capacity (the segment's right end is the next's)
+                    W = c[7]
+                    for s in range(ns):
+                        if kind[x, s] != LINEAR or not math.isfinite(out[gi, x, j, s]):
+                            continue
+                        top = math.floor(min(hi[x, s] - 1.0 if hi[x, s] < W else hi[x, s], cap))
+                        low = math.ceil(lo[x, s])
+                        best = math.inf
+                        for cand in (math.floor(arg[gi, x, j, s]), math.ceil(arg[gi, x, j, s])):
+                            rc = min(max(cand, low), top)
+                            if low <= top:
+                                fc, _ = _block_cost(rc, LINEAR, a[x, s], off[x, s], hinv, c, price)
+                                if fc < best:
+                                    best, arg[gi, x, j, s] = fc, rc
+                        out[gi, x, j, s] = best
     return out, arg
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _value_iteration(e, post, pa, ph, qcost, gamma, per_task, tail, J, tol, max_iter):  # fmt: skip
+def _value_iteration(e, post, pa, ph, qcost, gamma, per_task, tail, J, tol, max_iter, lower):  # fmt: skip
     """J(x) = sum_{a,h} pa ph [w3 x + min_seg (e(x,h,seg) + gamma J(post(x,seg) + a))], per gain, in
     place (Gauss-Seidel: monotone, so iterates from a lower start stay below the fixed point).
-    Gains are ascending; each starts from the larger of its own start and the solution at the next
-    higher gain (a lower value: offloading only gets cheaper). Returns (J (G, nx), most iterations)."""
+    Gains are ascending; with ``lower`` each starts from the larger of its own start and the
+    solution at the next higher gain (a lower value: offloading only gets cheaper); else from its
+    own start (above the fixed point, so the iterates fall towards it). Returns (J (G, nx), most
+    iterations)."""
     G, nx, nh, ns = e.shape
     na = pa.shape[0]
     top = tail.shape[0]
@@ -276,7 +371,7 @@ def _value_iteration(e, post, pa, ph, qcost, gamma, per_task, tail, J, tol, max_
         Jx[i] = tail[i]
     for gi in range(G - 1, -1, -1):
         for x in range(nx):
-            Jx[x] = max(J[gi, x], J[gi + 1, x]) if gi + 1 < G else J[gi, x]
+            Jx[x] = max(J[gi, x], J[gi + 1, x]) if lower and gi + 1 < G else J[gi, x]
         it = 0
         while it < max_iter:
             it += 1
@@ -422,6 +517,32 @@ def lower_bound(P: Params, mean_gain: np.ndarray, grid: BoundGrid | None = None,
     return lower_bounds([(P, np.atleast_2d(np.asarray(mean_gain, dtype=float)))], grid, exact)[0]
 
 
+def upper_bound(P: Params, mean_gain: np.ndarray, grid: BoundGrid | None = None) -> np.ndarray:
+    """V_up per seed of (S, K) mean gains: the exact value, on a pessimistic discretisation, of a
+    policy the system can run, so above the optimum of (9): each WD acts by the optimal policy of
+    its own problem priced at each fading bin's *lower* gain (integer capacities that gain carries),
+    its gain rounded *down* onto the lattice, the server clears its queue every block at equal
+    rates. The offloads O_k of a block then cost gamma (w1 sum O_k + w2 xi (sum O_k)^3 / (n tau)^2)
+    <= gamma sum_k (w1 O_k + K^2 w2 xi O_k^3 / (n tau)^2) (power means), exact at K = 1; a queue above
+    the grid's top continues locally at f^wd_max (``WDProblem.tail_above``); value iteration starts
+    above the values and falls. Needs K W <= n tau f^ser_max (the server can clear every block)."""
+    grid = grid or BoundGrid()
+    mean_gain = np.atleast_2d(np.asarray(mean_gain, dtype=float))
+    K = mean_gain.shape[1]
+    if K * P.task_cycles > P.n_slots * P.tau * P.f_ser_max:
+        raise ParamError(f"K: the upper bound needs K W <= n tau f_ser_max (the server clears every block), K = {K}")
+    prob = WDProblem(P, grid)
+    i = np.ceil(np.log10(mean_gain) * grid.gains_per_decade).astype(np.int64)
+    i -= 10.0 ** (i / grid.gains_per_decade) > mean_gain  # rounded down: a lower gain costs more
+    lo = int(i.min())
+    gains = 10.0 ** (np.arange(lo, int(i.max()) + 1) / grid.gains_per_decade)
+    cubic = P.gamma * P.w2 * P.xi_ser * K**2 / (P.n_slots * P.tau) ** 2
+    e = prob.energies(gains, P.gamma * P.w1, optimistic=False, cubic=cubic)
+    tail = prob.tail_above()
+    J, _ = prob.solve(e, np.broadcast_to(tail[: prob.nx], (len(gains), prob.nx)), tail=tail, lower=False)
+    return J[:, 0][i - lo].sum(axis=-1)
+
+
 def point_bound(P: Params, seeds: Sequence[int], grid: BoundGrid | None = None) -> Bound:
     """The bound at a point: the seeds' user drops as the simulator draws them."""
     return lower_bound(P, MECEnv(P, list(seeds)).mean_gain, grid)
@@ -464,13 +585,9 @@ def _act(q, arrivals, h, price, Jx, unit, nx, per_task, gamma, lo, hi, kind, a, 
                     elif dr <= 0.0:
                         f, r = fr, rr
                     else:
-                        for _ in range(32):
-                            m = 0.5 * (lft + rr)
-                            fm, dm = _block_cost(m, kd, a[x, s], off[x, s], hinv, c, price[si])
-                            if dm < 0.0:
-                                lft, fl = m, fm
-                            else:
-                                rr, fr = m, fm
+                        lft, fl, dl, rr, fr = _bracket_min(
+                            lft, rr, fl, dl, fr, dr, a[x, s], off[x, s], hinv, c, price[si]
+                        )
                         f, r = (fl, lft) if fl <= fr else (fr, rr)
                     # an integer capacity inside the segment: its right end belongs to the next one
                     r = max(lo[x, s], min(math.floor(r), hi[x, s] - 1.0 if hi[x, s] < W else W))

@@ -526,11 +526,11 @@ def _sweep(
                 n_div_total += n_div
                 handles.append(cont.lines[0])
                 labels.append(label)
-        if var == "discounted_cost" and "lower_bound" in ds.variables:
-            line = _draw_bound(ax, ds["lower_bound"], sweep, logy)
-            if line is not None and BOUND_LABEL not in labels:
-                handles.append(line)
-                labels.append(BOUND_LABEL)
+        if var == "discounted_cost":
+            for line, label in _draw_bound(ax, ds, sweep, logy):
+                if label not in labels:
+                    handles.append(line)
+                    labels.append(label)
         if logy:
             ax.set_yscale("log")
         if xscale != "linear":
@@ -563,31 +563,44 @@ def _sweep(
     return _finish(fig, title, sub, (handles, labels), _diverged_note(n_div_total))
 
 
-BOUND_LABEL = "Lagrangian lower bound\n(below it: unattainable)"
+BOUND_LABEL = "lower bound on every policy\n(below it: unattainable)"
+UPPER_LABEL = "upper bound on the optimum\n(a policy the system can run)"
 #: The panel of each scheme's gap to the lower bound, where an aggregate holds it.
 GAP_PANEL = ("bound_gap_percent", "gap to the lower bound, paired by seed", "(J − LB) / LB  (%)", False)
 
 
-def _draw_bound(ax, lb: xr.DataArray, sweep: str, logy: bool):
-    """The lower bound's mean over seeds (each seed's drop has its own) as a dashed black line, and
-    everything below it hatched: no policy's expected (9a), averaged over these drops, lies there."""
+def _draw_bound(ax, ds: xr.Dataset, sweep: str, logy: bool) -> list[tuple[Any, str]]:
+    """The optimum bracketed (note N): the lower bound's mean over seeds (each seed's drop has its
+    own) dashed black, everything below it hatched (no policy's expected (9a), averaged over these
+    drops, lies there), and the upper bound (a policy the system can run) dotted black."""
     import numpy as np
 
-    da = lb.transpose(sweep, "seed")
-    xv = da[sweep].values.astype(float)
-    mean, _, _, n = mean_ci(da.values, axis=1)
-    keep = n > 0
-    if not keep.any():
-        return None
-    order = np.argsort(xv[keep])
-    x, m = xv[keep][order], mean[keep][order]
-    (line,) = ax.plot(x, m, color="black", linestyle="--", linewidth=1.3, zorder=8)
-    ax.autoscale_view()
-    bottom = ax.get_ylim()[0]
-    floor = m.min() / 10 if logy else min(bottom, 0.0)
-    ax.fill_between(x, floor, m, facecolor="0.5", alpha=0.12, hatch="///", edgecolor="0.6", linewidth=0, zorder=0)
-    ax.set_ylim(bottom=bottom if not logy else max(bottom, m.min() / 3))
-    return line
+    out = []
+    for name, style, label in (
+        ("lower_bound", "--", BOUND_LABEL),
+        ("upper_bound", ":", UPPER_LABEL),
+    ):
+        if name not in ds.variables:
+            continue
+        da = ds[name].transpose(sweep, "seed")
+        xv = da[sweep].values.astype(float)
+        mean, _, _, n = mean_ci(da.values, axis=1)
+        keep = n > 0
+        if not keep.any():
+            continue
+        order = np.argsort(xv[keep])
+        x, m = xv[keep][order], mean[keep][order]
+        (line,) = ax.plot(x, m, color="black", linestyle=style, linewidth=1.3, zorder=8)
+        out.append((line, label))
+        if name == "lower_bound":
+            ax.autoscale_view()
+            bottom = ax.get_ylim()[0]
+            floor = m.min() / 10 if logy else min(bottom, 0.0)
+            ax.fill_between(
+                x, floor, m, facecolor="0.5", alpha=0.12, hatch="///", edgecolor="0.6", linewidth=0, zorder=0
+            )
+            ax.set_ylim(bottom=bottom if not logy else max(bottom, m.min() / 3))
+    return out
 
 
 def _with_gap_panel(ds: xr.Dataset, panels: tuple) -> tuple[xr.Dataset, tuple]:

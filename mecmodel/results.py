@@ -150,49 +150,52 @@ def _registry_params() -> list:
     return [s.params for s in SCHEMES.values()]
 
 
-def with_lower_bound(ds, params: dict[str, Any], preset: str, swept: Sequence[str] = ()):
-    """``ds`` with the Lagrangian lower bound (mecmodel.bounds) at each of its points and seeds, its
-    best price, and each scheme's relative gap to it; unchanged (and a log line) where the bound is
-    not derived (local_service 'head')."""
+def with_bounds(ds, params: dict[str, Any], preset: str, swept: Sequence[str] = ()):
+    """``ds`` with the optimum of (9) bracketed at each of its points and seeds (mecmodel.bounds,
+    docs/model.md note N): the Lagrangian lower bound, its best price, an upper bound (the exact
+    value of a policy the system can run; NaN where the server cannot clear K tasks a block), and
+    each scheme's relative gap to the lower bound. Unchanged, with a log line, where the bound is
+    not derived (local_service 'head', or no queue unit)."""
     import itertools
     import logging
 
     import numpy as np
+    import xarray as xr
 
-    from .bounds import lower_bounds
+    from .bounds import lower_bounds, upper_bound
     from .env import MECEnv
     from .params import FIELD_BY_NAME, make_params
     from .vocabulary import BOUND_VARIABLES
 
     dims = [d for d in (*AXES, *swept) if d in FIELD_BY_NAME and d in ds.dims]
     seeds = [int(s) for s in ds["seed"].values]
-    points, where = [], []
+    points = []
     try:
         for values in itertools.product(*(ds[d].values for d in dims)):
             point = {d: v.item() if hasattr(v, "item") else v for d, v in zip(dims, values, strict=True)}
             P = make_params(preset, {**params, **point})
             points.append((P, MECEnv(P, seeds).mean_gain))
-            where.append(point)
         found = lower_bounds(points)
     except ParamError as e:
-        logging.getLogger("mecmodel").warning("aggregate: no lower bound (%s)", e)
+        logging.getLogger("mecmodel").warning("aggregate: no bounds on the optimum (%s)", e)
         return ds
-    shape = [ds.sizes[d] for d in dims]
-    lb = np.array([b.lower_bound for b in found]).reshape(*shape, len(seeds))
-    mu = np.array([b.mu for b in found]).reshape(*shape, len(seeds))
+    ups = []
+    for P, gains in points:
+        try:
+            ups.append(upper_bound(P, gains))
+        except ParamError:
+            ups.append(np.full(len(seeds), np.nan))
+    shape = (*(ds.sizes[d] for d in dims), len(seeds))
     attrs = {v.name: v.cf_attrs() for v in BOUND_VARIABLES}
-    coords = {d: ds[d] for d in dims}
-    import xarray as xr
-
-    ds["lower_bound"] = xr.DataArray(
-        lb, coords={**coords, "seed": ds["seed"]}, dims=(*dims, "seed"), attrs=attrs["lower_bound"]
-    )
-    ds["bound_price"] = xr.DataArray(
-        mu, coords={**coords, "seed": ds["seed"]}, dims=(*dims, "seed"), attrs=attrs["bound_price"]
-    )
+    coords = {**{d: ds[d] for d in dims}, "seed": ds["seed"]}
+    for name, values in (
+        ("lower_bound", [b.lower_bound for b in found]),
+        ("bound_price", [b.mu for b in found]),
+        ("upper_bound", ups),
+    ):
+        ds[name] = xr.DataArray(np.reshape(values, shape), coords=coords, dims=(*dims, "seed"), attrs=attrs[name])
     gap = (ds["discounted_cost"] - ds["lower_bound"]) / ds["lower_bound"]
-    ds["bound_gap"] = gap.transpose(*ds["discounted_cost"].dims)
-    ds["bound_gap"].attrs = attrs["bound_gap"]
+    ds["bound_gap"] = gap.transpose(*ds["discounted_cost"].dims).assign_attrs(attrs["bound_gap"])
     return ds
 
 
@@ -282,7 +285,7 @@ def aggregate(
         raise ParamError(f"inputs: {len(runs)} runs do not fill the {n_points}-point grid over {', '.join(grid_dims)}")
 
     combined = _scheme_order(combined)
-    combined = with_lower_bound(combined, _run_params(first), str(first.attrs.get("preset")), swept)
+    combined = with_bounds(combined, _run_params(first), str(first.attrs.get("preset")), swept)
     _tidy_attrs(combined, swept)
     combined = paired_differences(combined, (config or {}).get("reference") or default_reference(combined))
     if experiment is not None:

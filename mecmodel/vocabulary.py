@@ -170,8 +170,9 @@ VARIABLES: tuple[Variable, ...] = (
         attrs={"flag_values": (0, 1), "flag_meanings": "finite diverged"},
     ),
 )
-#: Variables of an aggregate that no run holds: the Lagrangian lower bound at each point and seed
-#: (mecmodel.bounds; docs/model.md, note N) and each scheme's gap to it.
+#: Variables of an aggregate that no run holds: the optimum bracketed at each point and seed, the
+#: Lagrangian lower bound and an upper bound (mecmodel.bounds; docs/model.md, note N), and each
+#: scheme's gap to the lower bound.
 BOUND_VARIABLES: tuple[Variable, ...] = (
     Variable(
         "lower_bound",
@@ -179,6 +180,12 @@ BOUND_VARIABLES: tuple[Variable, ...] = (
         "Lagrangian lower bound on the expected discounted cost (9a) from empty queues, of every policy",
     ),
     Variable("bound_price", "cycle-1", "the bound's best price mu of a served server cycle (cost units per cycle)"),
+    Variable(
+        "upper_bound",
+        "1",
+        "upper bound on the optimum of (9a): the exact value of a policy the system can run (WDs on their own, "
+        "the server clearing its queue)",
+    ),
     Variable(
         "bound_gap",
         "1",

@@ -4,8 +4,10 @@
 
 Prints (1) every scheme's discounted cost (9a) with its 95% Student-t interval at the Fig. 7
 point, at Fig. 8's lightest and heaviest points, at Fig. 9's largest K, and its gap to the exact
-optimum on the small instance (K = 1, paired by seed); (2) which of the paper's claims hold on
-this preset's grids, counted over every point of Figs. 7-9.
+optimum on the small instance (K = 1, paired by seed), with the Lagrangian lower bound's row
+(mecmodel.bounds) where the aggregates hold it; (2) each scheme's gap to that bound at the same
+points, (J - LB) / LB paired by seed; (3) which of the paper's claims hold on this preset's grids,
+counted over every point of Figs. 7-9.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def load(path: Path) -> xr.Dataset | None:
     if not path.is_file():
         return None
     with xr.open_dataset(path) as ds:
-        return ds[["discounted_cost", "average_cost"]].load()
+        names = ["discounted_cost", "average_cost", *(v for v in ("lower_bound", "bound_gap") if v in ds)]
+        return ds[names].load()
 
 
 def point(ds: xr.Dataset, **sel) -> xr.Dataset:
@@ -81,6 +84,22 @@ def main() -> None:
                 has = s in gap_pt["scheme"].values
                 row.append(fmt(gap_pt.sel(scheme=s, arrival_prob=lam).values, " %") if has else "")
         print("| " + " | ".join(row) + " |")
+    if all("lower_bound" in ds for _, ds in cols):
+        row = ["**lower bound (every policy)**"] + [f"**{fmt(ds['lower_bound'].values)}**" for _, ds in cols]
+        if gap_pt is not None:
+            row += [""] * gap_pt.sizes["arrival_prob"]
+        print("| " + " | ".join(row) + " |")
+        print("\nGap to the lower bound, (J - LB) / LB in %, paired by seed (mean ± 95% t-interval)\n")
+        print("| " + " | ".join(["scheme", *(c for c, _ in cols)]) + " |")
+        print("|" + "---|" * (len(cols) + 1))
+        for s in names:
+            if s not in fig7["scheme"].values:
+                continue
+            row = [s] + [
+                fmt(100 * ds["bound_gap"].sel(scheme=s).values, " %") if s in ds["scheme"].values else ""
+                for _, ds in cols
+            ]
+            print("| " + " | ".join(row) + " |")
 
     # The paper's claims, over every point of Figs. 7-9 (discounted cost and long-run average).
     pts = [(fig7, "K", 20)] + [(fig8, "arrival_prob", v) for v in lam8] + [(fig9, "K", v) for v in k9]

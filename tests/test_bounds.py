@@ -98,13 +98,23 @@ def test_value_iteration_against_plain_loops():
 
 
 def test_tail_is_below_what_any_queue_costs():
-    """Above the grid, the queue-only bound: a queue that loses the most a block can remove."""
-    P = make_params("default").replace(K=1)
+    """Above the grid, the queue-only bound: q_t >= q - t s_max + arrivals (s_max the most a block
+    removes), so E q_t >= max(q + t (lambda n W - s_max), 0); and it is a subsolution: one block at
+    the fastest removal plus gamma times the tail after it is at least the tail (costs only add)."""
+    P = make_params("default").replace(K=1, arrival_prob=0.9)
     prob = bounds.WDProblem(P, TINY)
+    W = P.task_cycles
+    drift = P.arrival_prob * P.n_slots * W - prob.s_max_wd
     x = (len(prob.tail) - 1) * prob.unit
     t = np.arange(10000)
-    assert prob.tail[-1] == pytest.approx(np.sum(P.gamma**t * P.w3 * np.maximum(x - t * prob.s_max_wd, 0)))
-    assert prob.s_max_wd == math.floor(P.n_slots * P.tau * P.f_wd_max) + P.task_cycles
+    assert prob.tail[-1] == pytest.approx(np.sum(P.gamma**t * P.w3 * np.maximum(x + t * drift, 0)))
+    assert prob.s_max_wd == math.floor(P.n_slots * P.tau * P.f_wd_max) + W
+    for x in np.arange(prob.nx, len(prob.tail)) * prob.unit:
+        after = [
+            np.sum(P.gamma**t * P.w3 * np.maximum(x - prob.s_max_wd + a * W + t * drift, 0)) for a in range(prob.na)
+        ]
+        tail_x = np.sum(P.gamma**t * P.w3 * np.maximum(x + t * drift, 0))
+        assert tail_x <= P.w3 * x + P.gamma * np.dot(prob.pa, after) * (1 + 1e-12)
 
 
 def test_values_rise_with_the_price_and_fall_with_the_gain():
@@ -146,7 +156,7 @@ def test_price_is_served_at_once_or_never():
 def test_lower_bound_is_concave_in_the_price_and_the_grid_maximum_is_near_the_true_one():
     P = make_params("default").replace(K=30)
     gains = MECEnv(P, [0, 1]).mean_gain
-    grid = bounds.BoundGrid(mu_points=24)
+    grid = bounds.BoundGrid(mu_points=24, tol=1e-11)  # values to 1e-11: their differences are the function's
     b = bounds.lower_bound(P, gains, grid)
     t = b.table
     lb = t.V[:, b.gain_index].sum(-1) - bounds.server_conjugate(P, t.mus)[:, None] / (1 - P.gamma)  # (M, S)
@@ -211,3 +221,74 @@ def test_lagrangian_powers_are_in_bounds_and_keep_work():
     np.testing.assert_array_equal(
         w.work_arrived.values, w.work_local.values + w.work_server.values + w.work_queued.values
     )
+
+
+def test_upper_bound_iteration_against_plain_loops():
+    """The upper bound's per-WD values: from above, the same fixed point as plain loops over the
+    pessimistic block costs (each bin at its lower gain, integer capacities), the tail above the
+    top continuing locally."""
+    P = make_params("default").replace(K=1, arrival_prob=0.5)
+    prob = bounds.WDProblem(P, TINY)
+    gains = np.array([1e4, 1e6])
+    cubic = P.gamma * P.w2 * P.xi_ser / (P.n_slots * P.tau) ** 2
+    e = prob.energies(gains, P.gamma * P.w1, optimistic=False, cubic=cubic)
+    tail = prob.tail_above()
+    J, _ = prob.solve(e, np.broadcast_to(tail[: prob.nx], (2, prob.nx)), tail=tail, lower=False)
+    for gi in range(len(gains)):
+        ref = tail.copy()
+        for _ in range(3000):
+            new = ref.copy()
+            for x in range(prob.nx):
+                new[x] = sum(
+                    prob.pa[a]
+                    * prob.ph[j]
+                    * (
+                        P.w3 * x * prob.unit
+                        + min(
+                            e[gi, x, j, s] + P.gamma * ref[prob.seg_post[x, s] + a * prob.per_task]
+                            for s in range(prob.nseg)
+                        )
+                    )
+                    for a in range(prob.na)
+                    for j in range(prob.nh)
+                )
+            done = np.max(np.abs(new - ref)) < 1e-12 * np.max(np.abs(new))
+            ref = new
+            if done:
+                break
+        np.testing.assert_allclose(J[gi], ref[: prob.nx], rtol=1e-5)
+        assert np.all(J[gi] >= ref[: prob.nx] * (1 - 1e-12))  # from above
+
+
+@pytest.mark.parametrize("preset", ["default", "stable"])
+def test_the_upper_tail_is_a_supersolution_of_computing_locally(preset):
+    """Computing locally from a queue q removes at least min(q, s) cycles a block: one block's cost
+    (the queue, the most local energy) plus gamma times the tail after it is at most the tail."""
+    P = make_params(preset).replace(K=1, arrival_prob=0.7)
+    prob = bounds.WDProblem(P, TINY)
+    W = P.task_cycles
+    s = max(prob.local_max - W, 0.0)
+    e_max = P.w4 * P.xi_wd * prob.local_max**3 / (P.n_slots * P.tau) ** 2
+    tail = prob.tail_above()
+    X = np.arange(len(tail) - prob.na * prob.per_task) * prob.unit
+    for i, x in enumerate(X):
+        nxt = [int(round((max(x - s, 0.0) + a * W) / prob.unit)) for a in range(prob.na)]
+        one = P.w3 * x + e_max + P.gamma * sum(prob.pa[a] * tail[j] for a, j in enumerate(nxt))
+        assert one <= tail[i] * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "preset, K, lam, gamma",
+    [("default", 1, 0.4, 0.9), ("default", 5, 0.9, 0.9), ("default", 20, 0.4, 0.99), ("stable", 10, 0.6, 0.9)],
+)
+def test_the_optimum_is_bracketed(preset, K, lam, gamma):
+    P = make_params(preset).replace(K=K, arrival_prob=lam, gamma=gamma)
+    gains = MECEnv(P, [0, 1, 2]).mean_gain
+    lb, ub = bounds.lower_bound(P, gains).lower_bound, bounds.upper_bound(P, gains)
+    assert np.all(lb <= ub)
+
+
+def test_upper_bound_needs_a_server_that_clears_K_tasks():
+    P = make_params("default").replace(K=5, f_ser_max=1e9)
+    with pytest.raises(ParamError, match="K W <= n tau f_ser_max"):
+        bounds.upper_bound(P, MECEnv(P, [0]).mean_gain)
