@@ -3,8 +3,11 @@
     python scripts/solve_optimum.py [--K 1|2] [--seed 0] [--preset default]
 
 Prints the discretised model's states x actions, the value-iteration iterations and time, the
-process's peak memory, and the expected discounted cost (9a) from empty queues of the joint
-optimum and of Theorem 1's decomposition (docs/model.md, note J).
+process's peak memory, the expected discounted cost (9a) from empty queues of the joint optimum
+and of Theorem 1's decomposition on the discretised model (docs/model.md, note J), and the
+optimum of the model itself bracketed: the Lagrangian lower bound and the upper bound of
+mecmodel.bounds (note N), between which the true optimum lies (the discretised model's value need
+not: it prices each fading bin at its median and truncates the queues).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import argparse
 import resource
 import time
 
-from mecmodel import optimum
+from mecmodel import bounds, optimum
 from mecmodel.env import MECEnv
 from mecmodel.params import make_params
 
@@ -25,7 +28,8 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     a = ap.parse_args()
     P = make_params(a.preset, {"K": a.K})
-    m = optimum.model_for(P, MECEnv(P, [a.seed]).mean_gain[0])
+    gains = MECEnv(P, [a.seed]).mean_gain
+    m = optimum.model_for(P, gains[0])
     t0 = time.perf_counter()
     joint = optimum.solve(m, P.gamma)
     t1 = time.perf_counter()
@@ -36,6 +40,8 @@ def main() -> None:
     print(f"states {joint.states}, actions {joint.actions}, iterations {joint.iterations}")
     print(f"joint solve {t1 - t0:.1f} s, decomposition {t2 - t1:.1f} s, peak memory {peak:.0f} MB")
     print(f"expected (9a) from empty queues: joint {joint.start_value():.2f}, decomposed {dec.start_value():.2f}")
+    lo, up = bounds.lower_bound(P, gains).lower_bound[0], bounds.upper_bound(P, gains)[0]
+    print(f"the optimum bracketed (mecmodel.bounds): [{lo:.2f}, {up:.2f}]")
 
 
 if __name__ == "__main__":
