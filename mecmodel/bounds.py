@@ -502,12 +502,11 @@ def lower_bounds(
         groups.setdefault(_table_key(P), []).append(i)
     out: list[Bound | None] = [None] * len(points)
     for members in groups.values():
-        lo = min(int(exps[i].min()) for i in members)
-        hi = max(int(exps[i].max()) for i in members)
-        gains = 10.0 ** (np.arange(lo, hi + 1) / grid.gains_per_decade)
-        table = tabulate(points[members[0]][0], gains, grid, exact)
+        # only the lattice points some WD rounds up to (ascending): a few for a small K
+        used = np.unique(np.concatenate([exps[i].ravel() for i in members]))
+        table = tabulate(points[members[0]][0], 10.0 ** (used / grid.gains_per_decade), grid, exact)
         for i in members:
-            out[i] = evaluate(points[i][0], table, exps[i] - lo)
+            out[i] = evaluate(points[i][0], table, np.searchsorted(used, exps[i]))
     return out  # type: ignore[return-value]
 
 
@@ -534,13 +533,13 @@ def upper_bound(P: Params, mean_gain: np.ndarray, grid: BoundGrid | None = None)
     prob = WDProblem(P, grid)
     i = np.ceil(np.log10(mean_gain) * grid.gains_per_decade).astype(np.int64)
     i -= 10.0 ** (i / grid.gains_per_decade) > mean_gain  # rounded down: a lower gain costs more
-    lo = int(i.min())
-    gains = 10.0 ** (np.arange(lo, int(i.max()) + 1) / grid.gains_per_decade)
+    used = np.unique(i)
+    gains = 10.0 ** (used / grid.gains_per_decade)
     cubic = P.gamma * P.w2 * P.xi_ser * K**2 / (P.n_slots * P.tau) ** 2
     e = prob.energies(gains, P.gamma * P.w1, optimistic=False, cubic=cubic)
     tail = prob.tail_above()
     J, _ = prob.solve(e, np.broadcast_to(tail[: prob.nx], (len(gains), prob.nx)), tail=tail, lower=False)
-    return J[:, 0][i - lo].sum(axis=-1)
+    return J[:, 0][np.searchsorted(used, i)].sum(axis=-1)
 
 
 def point_bound(P: Params, seeds: Sequence[int], grid: BoundGrid | None = None) -> Bound:

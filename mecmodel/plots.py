@@ -566,7 +566,7 @@ def _sweep(
 BOUND_LABEL = "lower bound on every policy\n(below it: unattainable)"
 UPPER_LABEL = "upper bound on the optimum\n(a policy the system can run)"
 #: The panel of each scheme's gap to the lower bound, where an aggregate holds it.
-GAP_PANEL = ("bound_gap_percent", "gap to the lower bound, paired by seed", "(J − LB) / LB  (%)", False)
+GAP_PANEL = ("bound_gap_percent", "gap of (9a) to the lower bound, paired by seed", "(J − LB) / LB  (%)", False)
 
 
 def _draw_bound(ax, ds: xr.Dataset, sweep: str, logy: bool) -> list[tuple[Any, str]]:
@@ -784,13 +784,15 @@ def fig_generic(ds: xr.Dataset) -> Figure:
             (f"diff_{metric}", f"paired difference from {ds.attrs.get('reference_scheme')}", "Δ " + panels[0][2], False)
         )
     name = str(ds.attrs.get("experiment", "experiment"))
+    title = f"{name}: {panels[0][1]} vs {axis}" if axis != "point" else f"{name}: {panels[0][1]}"
+    ds, panels = _with_gap_panel(ds, tuple(panels))
     fig = _sweep(
         ds,
         axis,
         {},
-        f"{name}: {panels[0][1]} vs {axis}" if axis != "point" else f"{name}: {panels[0][1]}",
+        title,
         xlabel,
-        tuple(panels),
+        panels,
         xscale=xscale,
         second_metric=f"{panels[0][1]}, over the last {_attr_float(ds, 'param_average_fraction', 0.5):.0%} of the blocks",
         only_metric=True,

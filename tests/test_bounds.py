@@ -292,3 +292,20 @@ def test_upper_bound_needs_a_server_that_clears_K_tasks():
     P = make_params("default").replace(K=5, f_ser_max=1e9)
     with pytest.raises(ParamError, match="K W <= n tau f_ser_max"):
         bounds.upper_bound(P, MECEnv(P, [0]).mean_gain)
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.4])
+def test_many_seeds_at_K_1_land_inside_the_bracket(lam):
+    """At K = 1 a run is cheap, so 3000 seeds pin the expected (9a): paired per seed, the mean of
+    J - LB of scheme lagrangian is not below 0 (the upper end of its 99% interval is >= 0) and
+    the mean of J - UB not above 0 (the lower end <= 0): the lower bound holds where a sample can
+    test it, and the bound's policy does no worse than the upper bound's, within the noise of 3000
+    sample paths."""
+    P = make_params("default").replace(K=1, arrival_prob=lam)
+    seeds = list(range(20000, 23000))
+    ds = mecmodel.simulate(K=1, arrival_prob=lam, scheme="lagrangian", seeds=seeds, blocks=300)
+    gains = MECEnv(P, seeds).mean_gain
+    J = ds.discounted_cost.squeeze().values
+    _, _, hi, _ = mean_ci(J - bounds.lower_bound(P, gains).lower_bound, level=0.99)
+    _, lo, _, _ = mean_ci(J - bounds.upper_bound(P, gains), level=0.99)
+    assert hi >= 0 and lo <= 0
