@@ -138,13 +138,29 @@ class WDProblem:
             self.tail[i] = np.sum(P.gamma**t * P.w3 * np.maximum(X[i] + t * drift, 0.0))
 
     def _segments(self) -> None:
-        """Per queue level, the intervals of R on which the block's outcome is one formula."""
+        """Per queue level, the intervals of R on which the block's outcome is one formula.
+
+        Each interval [lo, hi) holds its left end (the partition at a break point is the next
+        task's); the last one ends at W, which it holds unless the outcome at R = W itself differs
+        (a break point at W: offloading a whole task lets the CPU reach one task further), and then
+        R = W is a point segment of its own. ``seg_top`` is the largest integer capacity of each."""
         P, W, u = self.P, self.P.task_cycles, self.unit
+
+        def outcome(x: float, R: float) -> tuple[int, float, float, float, int]:
+            svc = queues.wd_service(np.array(x), np.array(R), W, self.local_max, P.local_service)
+            local, off, stuck = float(svc.local), float(svc.offload), bool(svc.stuck)
+            post = (x - local - off) / u
+            if self.exact and abs(post - round(post)) > 1e-6:
+                raise ParamError("bound: a post-decision queue left the unit grid (an internal error)")
+            kind = STUCK if stuck else (LINEAR if off == math.floor(R) else CONST)
+            post = min(max(int(round(post)), 0), self.nx - 1)
+            return kind, (local + off if kind == LINEAR else local), off, local, post
+
         rows = []
         for xi in range(self.nx):
             x = xi * u
             if xi == 0:
-                rows.append([(0.0, W, STUCK, 0.0, 0.0, 0)])
+                rows.append([(0.0, W, STUCK, 0.0, 0.0, 0, W)])
                 continue
             head = float(queues.head_remaining(np.array(x), W))
             behind = math.ceil(x / W) - 1
@@ -153,28 +169,33 @@ class WDProblem:
             pts = sorted(p for p in pts if 0.0 <= p <= W)
             segs = []
             for lo, hi in zip(pts[:-1], pts[1:], strict=True):
-                if hi - lo < 2.0:
+                if hi - lo < 2.0:  # an interval's inside must hold an integer capacity to classify it
+                    if self.exact:
+                        raise ParamError(
+                            f"bound: W = {W:g} cycles is too small for the queue grid (intervals below 2 cycles)"
+                        )
                     continue
-                mid = math.floor(0.5 * (lo + hi))
-                svc = queues.wd_service(np.array(x), np.array(float(mid)), W, self.local_max, P.local_service)
-                local, off, stuck = float(svc.local), float(svc.offload), bool(svc.stuck)
-                served = local + off
-                post = (x - served) / u
-                if self.exact and abs(post - round(post)) > 1e-6:
-                    raise ParamError("bound: a post-decision queue left the unit grid (an internal error)")
-                kind = STUCK if stuck else (LINEAR if off == mid else CONST)
-                post = min(max(int(round(post)), 0), self.nx - 1)
-                segs.append((lo, hi, kind, served if kind == LINEAR else local, off, post))
-            rows.append(segs)
+                kind, a, off, _, post = outcome(x, math.floor(0.5 * (lo + hi)))
+                segs.append([lo, hi, kind, a, off, post, hi - 1.0])
+            segs[-1][6] = W
+            kind, a, off, local, post = outcome(x, W)
+            lo, _, k0, a0, off0, post0, _ = segs[-1]
+            local0 = a0 - W if k0 == LINEAR else a0
+            off0 = W if k0 == LINEAR else off0
+            if (kind, post) != (k0, post0) or abs(local - local0) > 0.5 or abs(off - off0) > 0.5:
+                segs[-1][6] = W - 1.0
+                segs.append([W, W, kind, a, off, post, W])
+            rows.append([tuple(sg) for sg in segs])
         self.nseg = max(len(r) for r in rows)
         shape = (self.nx, self.nseg)
-        self.seg_lo, self.seg_hi = np.full(shape, np.inf), np.full(shape, np.inf)
+        self.seg_lo, self.seg_hi, self.seg_top = np.full(shape, np.inf), np.full(shape, np.inf), np.full(shape, -1.0)
         self.seg_kind, self.seg_post = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
         self.seg_a, self.seg_off = np.zeros(shape), np.zeros(shape)  # a: served (LINEAR) or local (else)
         for xi, segs in enumerate(rows):
-            for j, (lo, hi, kind, a, off, post) in enumerate(segs):
+            for j, (lo, hi, kind, a, off, post, top) in enumerate(segs):
                 self.seg_lo[xi, j], self.seg_hi[xi, j], self.seg_kind[xi, j] = lo, hi, kind
                 self.seg_a[xi, j], self.seg_off[xi, j], self.seg_post[xi, j] = a, off, post
+                self.seg_top[xi, j] = top
 
     def consts(self, cubic: float = 0.0) -> np.ndarray:
         """The block cost's constants; ``cubic`` charges c O^3 for the O cycles offloaded."""
@@ -200,7 +221,7 @@ class WDProblem:
         h = np.asarray(gains, dtype=float)[:, None] * fade[None, :]
         c = self.consts(cubic)
         out, _ = _segment_costs(
-            h, price, self.seg_lo, self.seg_hi, self.seg_kind, self.seg_a, self.seg_off, c, optimistic
+            h, price, self.seg_lo, self.seg_hi, self.seg_top, self.seg_kind, self.seg_a, self.seg_off, c, optimistic
         )
         return out
 
@@ -246,12 +267,14 @@ def _block_cost(R, kind, a, off, hinv, c, price):  # fmt: skip
     if kind == STUCK:
         return w4 * xi_n * a**3, 0.0
     if kind == CONST:
-        tx = tau * gap * hinv * math.expm1(k * off * math.log(2.0)) if off > 0.0 else 0.0
+        tx = tau * gap * hinv * math.expm1(k * off * math.log(2.0)) if off > 0.0 and hinv > 0.0 else 0.0
         return w4 * (xi_n * a**3 + tx) + price * off + cubic * off**3, 0.0
     L = a - R
-    tx = tau * gap * hinv * math.expm1(k * R * math.log(2.0)) if R > 0.0 else 0.0
+    # no power at an infinite gain (the lower bound's top bin): 0, not 0 x inf
+    tx = tau * gap * hinv * math.expm1(k * R * math.log(2.0)) if R > 0.0 and hinv > 0.0 else 0.0
+    dtx = tau * gap * hinv * k * math.log(2.0) * math.exp(k * R * math.log(2.0)) if hinv > 0.0 else 0.0
     f = w4 * (xi_n * L**3 + tx) + price * R + cubic * R**3
-    d = w4 * (-3.0 * xi_n * L * L + tau * gap * hinv * k * math.log(2.0) * math.exp(k * R * math.log(2.0))) + price
+    d = w4 * (-3.0 * xi_n * L * L + dtx) + price
     return f, d + 3.0 * cubic * R * R
 
 
@@ -260,7 +283,8 @@ def _curvature(R, a, hinv, c):  # fmt: skip
     """f''(R) of a LINEAR segment's block cost (positive: the cost is convex in R)."""
     w4, xi_n, tau, gap, k, cubic = c[0], c[1], c[2], c[3], c[4], c[6]
     kl = k * math.log(2.0)
-    return w4 * (6.0 * xi_n * (a - R) + tau * gap * hinv * kl * kl * math.exp(kl * R)) + 6.0 * cubic * R
+    tx2 = tau * gap * hinv * kl * kl * math.exp(kl * R) if hinv > 0.0 else 0.0
+    return w4 * (6.0 * xi_n * (a - R) + tx2) + 6.0 * cubic * R
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -298,7 +322,7 @@ def _bracket_min(lft, r, fl, dl, fr, dr, a, off, hinv, c, price):  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _segment_costs(h, price, lo, hi, kind, a, off, c, lower):  # fmt: skip
+def _segment_costs(h, price, lo, hi, seg_top, kind, a, off, c, lower):  # fmt: skip
     """Per gain h (G, nh) and segment: the least cost over R in [lo, min(hi, R_cap(h))] and its R.
     ``lower``: return a value below the minimum (the bisection's tangent bound), else the value
     at the returned R (a policy's cost)."""
@@ -336,11 +360,10 @@ def _segment_costs(h, price, lo, hi, kind, a, off, c, lower):  # fmt: skip
                     # f(R*) >= f(lft) + f'(lft) (R* - lft) >= f(lft) + f'(lft) (r - lft), as f'(lft) < 0
                     out[gi, x, j, s] = min(best, fl + dl * (r - lft)) if lower else best
                 if not lower:  # a policy's cost: the best integer capacity (the segment's right end is the next's)
-                    W = c[7]
                     for s in range(ns):
                         if kind[x, s] != LINEAR or not math.isfinite(out[gi, x, j, s]):
                             continue
-                        top = math.floor(min(hi[x, s] - 1.0 if hi[x, s] < W else hi[x, s], cap))
+                        top = math.floor(min(seg_top[x, s], cap))
                         low = math.ceil(lo[x, s])
                         best = math.inf
                         for cand in (math.floor(arg[gi, x, j, s]), math.ceil(arg[gi, x, j, s])):
@@ -531,8 +554,8 @@ def upper_bound(P: Params, mean_gain: np.ndarray, grid: BoundGrid | None = None)
     if K * P.task_cycles > P.n_slots * P.tau * P.f_ser_max:
         raise ParamError(f"K: the upper bound needs K W <= n tau f_ser_max (the server clears every block), K = {K}")
     prob = WDProblem(P, grid)
-    i = np.ceil(np.log10(mean_gain) * grid.gains_per_decade).astype(np.int64)
-    i -= 10.0 ** (i / grid.gains_per_decade) > mean_gain  # rounded down: a lower gain costs more
+    i = gain_exponents(mean_gain, grid.gains_per_decade)  # rounded up, checked; then down:
+    i -= 10.0 ** (i / grid.gains_per_decade) > mean_gain  # a lower gain costs more
     used = np.unique(i)
     gains = 10.0 ** (used / grid.gains_per_decade)
     cubic = P.gamma * P.w2 * P.xi_ser * K**2 / (P.n_slots * P.tau) ** 2
@@ -551,7 +574,7 @@ def point_bound(P: Params, seeds: Sequence[int], grid: BoundGrid | None = None) 
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _act(q, arrivals, h, price, Jx, unit, nx, per_task, gamma, lo, hi, kind, a, off, post, c, W):  # fmt: skip
+def _act(q, arrivals, h, price, Jx, unit, nx, per_task, gamma, lo, hi, seg_top, kind, a, off, post, c):  # fmt: skip
     """Each WD's capacity R (S, K) in cycles: min over segments and R of its block cost at the observed
     gain, with the price, plus gamma J(post + arrivals) (the sub-problem's Bellman step)."""
     S, K = q.shape
@@ -589,7 +612,7 @@ def _act(q, arrivals, h, price, Jx, unit, nx, per_task, gamma, lo, hi, kind, a, 
                         )
                         f, r = (fl, lft) if fl <= fr else (fr, rr)
                     # an integer capacity inside the segment: its right end belongs to the next one
-                    r = max(lo[x, s], min(math.floor(r), hi[x, s] - 1.0 if hi[x, s] < W else W))
+                    r = max(lo[x, s], min(math.floor(r), seg_top[x, s]))
                 if f + cont < best:
                     best, bestR = f + cont, r
             R[si, wk] = bestR
@@ -627,7 +650,7 @@ class LagrangianWD(WDPolicy):
         R = _act(
             np.asarray(obs.q, dtype=float), np.asarray(obs.beta, dtype=float).sum(axis=-1),
             np.asarray(obs.h, dtype=float), self.price, self.Jx, prob.unit, prob.nx, prob.per_task, P.gamma,
-            prob.seg_lo, prob.seg_hi, prob.seg_kind, prob.seg_a, prob.seg_off, prob.seg_post, prob.consts(), P.task_cycles,
+            prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind, prob.seg_a, prob.seg_off, prob.seg_post, prob.consts(),
         )  # fmt: skip
         with np.errstate(divide="ignore", over="ignore"):
             p = channel.power_for_bits(obs.h, P.zeta * (R + 0.5), P.bandwidth, P.snr_gap, P.tau)

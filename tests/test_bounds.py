@@ -36,34 +36,44 @@ def block_cost(P, x, R, h, price):
     return P.w4 * e + price * off, x - float(svc.local) - off
 
 
-@pytest.mark.parametrize("preset", ["default", "stable", "paper"])
-def test_segments_against_a_dense_search_over_capacities(preset):
-    """Every integer-ish capacity on a fine grid: its outcome is its segment's post-decision queue,
-    and no capacity costs less than the segment's lower value (which a capacity nearly attains)."""
-    P = make_params(preset).replace(K=1)
+@pytest.mark.parametrize(
+    "preset, f_wd_max",
+    [("default", None), ("stable", None), ("paper", None), ("default", 0.8e9), ("default", 0.4e9)],
+)
+def test_segments_against_a_dense_search_over_capacities(preset, f_wd_max):
+    """Every queue level and every capacity of a fine grid, each segment's ends and R = W among them:
+    the capacity lies in exactly one segment, its outcome is that segment's post-decision queue, it
+    costs no less than the segment's lower value, and some capacity nearly attains the least one.
+    f_wd_max = 0.8e9 (n tau f^wd_max = 2W) puts a break point at R = W exactly: offloading a whole
+    task lets the CPU reach one task further, an outcome of its own."""
+    P = make_params(preset, {"K": 1, **({"f_wd_max": f_wd_max} if f_wd_max else {})})
     prob = bounds.WDProblem(P, TINY)
     W, u = P.task_cycles, prob.unit
     gains = np.array([3e3, 1e5])
     price = float(bounds.price(P, bounds.mu_saturation(P) * 0.01))
     e = prob.energies(gains, price)  # (G, nx, nh, ns) at the bins' upper edges
-    Rs = np.linspace(0.0, W, 801)
-    for gi, g in enumerate(gains):
-        for j in (0, 2, prob.nh - 2):
-            h = g * prob.fade_hi[j]
-            for xi in range(0, prob.nx, max(1, prob.nx // 7)):
-                x = xi * u
+    for xi in range(prob.nx):
+        x = xi * u
+        ends = prob.seg_top[xi][prob.seg_top[xi] >= 0]
+        Rs = np.unique(
+            np.r_[np.floor(np.linspace(0.0, W, 161)), prob.seg_lo[xi][np.isfinite(prob.seg_lo[xi])], ends, W]
+        )
+        for gi, g in enumerate(gains):
+            for j in (0, prob.nh - 2):
+                h = g * prob.fade_hi[j]
                 best = math.inf
                 for R in Rs:
-                    c, post = block_cost(P, x, math.floor(R), h, price)
+                    c, post = block_cost(P, x, R, h, price)
                     if not np.isfinite(c):
                         continue
                     best = min(best, c)
-                    seg = [s for s in range(prob.nseg) if prob.seg_lo[xi, s] <= math.floor(R) <= prob.seg_hi[xi, s]]
-                    assert any(prob.seg_post[xi, s] * u == post for s in seg), (xi, R)
-                    assert e[gi, xi, j, seg].min() <= c * (1 + 1e-12) + 1e-15
+                    seg = [s for s in range(prob.nseg) if prob.seg_lo[xi, s] <= R <= prob.seg_top[xi, s]]
+                    assert len(seg) == 1, (xi, R, seg)
+                    assert prob.seg_post[xi, seg[0]] * u == post, (xi, R)
+                    assert e[gi, xi, j, seg[0]] <= c * (1 + 1e-12) + 1e-15
                 lower = e[gi, xi, j].min()
                 assert lower <= best * (1 + 1e-12) + 1e-15
-                assert best - lower <= 0.02 * best + 1e-12  # the grid of 801 capacities comes close
+                assert best - lower <= 0.02 * best + 1e-12  # the grid of capacities comes close
 
 
 def test_value_iteration_against_plain_loops():
@@ -294,18 +304,27 @@ def test_upper_bound_needs_a_server_that_clears_K_tasks():
         bounds.upper_bound(P, MECEnv(P, [0]).mean_gain)
 
 
-@pytest.mark.parametrize("lam", [0.1, 0.4])
-def test_many_seeds_at_K_1_land_inside_the_bracket(lam):
+@pytest.mark.parametrize("lam, f_wd_max", [(0.1, 1e9), (0.4, 1e9), (0.4, 0.8e9)])
+def test_many_seeds_at_K_1_land_inside_the_bracket(lam, f_wd_max):
     """At K = 1 a run is cheap, so 3000 seeds pin the expected (9a): paired per seed, the mean of
-    J - LB of scheme lagrangian is not below 0 (the upper end of its 99% interval is >= 0) and
-    the mean of J - UB not above 0 (the lower end <= 0): the lower bound holds where a sample can
-    test it, and the bound's policy does no worse than the upper bound's, within the noise of 3000
-    sample paths."""
-    P = make_params("default").replace(K=1, arrival_prob=lam)
+    J - LB of schemes lagrangian and offload_min_energy is not below 0 (the upper end of its 99%
+    interval is >= 0), and lagrangian's J - UB not above 0 (the lower end <= 0): the lower bound
+    holds where a sample can test it, and the bound's policy does no worse than the upper bound's,
+    within the noise of 3000 sample paths. f_wd_max = 0.8e9 puts a break point at R = W (a whole
+    task offloaded lets the CPU finish one more), which the bound once missed."""
+    over = {"f_wd_max": f_wd_max}
+    P = make_params("default", {"K": 1, "arrival_prob": lam, **over})
     seeds = list(range(20000, 23000))
-    ds = mecmodel.simulate(K=1, arrival_prob=lam, scheme="lagrangian", seeds=seeds, blocks=300)
     gains = MECEnv(P, seeds).mean_gain
-    J = ds.discounted_cost.squeeze().values
-    _, _, hi, _ = mean_ci(J - bounds.lower_bound(P, gains).lower_bound, level=0.99)
-    _, lo, _, _ = mean_ci(J - bounds.upper_bound(P, gains), level=0.99)
-    assert hi >= 0 and lo <= 0
+    lb, ub = bounds.lower_bound(P, gains).lower_bound, bounds.upper_bound(P, gains)
+    J = {
+        scheme: mecmodel.simulate(K=1, arrival_prob=lam, scheme=scheme, seeds=seeds, blocks=300, overrides=over)
+        .discounted_cost.squeeze()
+        .values
+        for scheme in ("lagrangian", "offload_min_energy")  # the second offloads whole tasks when it can
+    }
+    for scheme, cost in J.items():
+        _, _, hi, _ = mean_ci(cost - lb, level=0.99)
+        assert hi >= 0, scheme
+    _, lo, _, _ = mean_ci(J["lagrangian"] - ub, level=0.99)
+    assert lo <= 0
