@@ -328,3 +328,31 @@ def test_many_seeds_at_K_1_land_inside_the_bracket(lam, f_wd_max):
         assert hi >= 0, scheme
     _, lo, _, _ = mean_ci(J["lagrangian"] - ub, level=0.99)
     assert lo <= 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    per_task=st.sampled_from([1, 2, 4, 5, 10]),
+    local_tasks=st.integers(1, 30),
+    rule=st.sampled_from(["mod_w", "single"]),
+)
+def test_segments_cover_every_capacity_for_any_cpu(per_task, local_tasks, rule):
+    """For any n tau f^wd_max on the queue grid (local_tasks / per_task tasks, below or above W, a
+    whole number of tasks or not) and either rule the bound supports: at every queue level, every
+    capacity at the segments' ends, R = W and on a grid lies in exactly one segment, whose
+    post-decision queue is the simulator's."""
+    W = 2e8
+    f_wd_max = local_tasks * (W / per_task) / 0.5  # n tau = 0.5 s
+    P = make_params("default", {"K": 1, "f_wd_max": f_wd_max, "local_service": rule})
+    prob = bounds.WDProblem(P, bounds.BoundGrid(wd_tasks=4, fading_bins=6))
+    local_max = math.floor(P.n_slots * P.tau * P.f_wd_max)
+    for xi in range(prob.nx):
+        x = xi * prob.unit
+        ends = np.r_[prob.seg_lo[xi][np.isfinite(prob.seg_lo[xi])], prob.seg_top[xi][prob.seg_top[xi] >= 0]]
+        for R in np.unique(np.r_[ends, ends + 1, ends - 1, np.floor(np.linspace(0, W, 41))]):
+            if not 0 <= R <= W:
+                continue
+            svc = queues.wd_service(np.array(x), np.array(R), W, local_max, rule)
+            seg = [s for s in range(prob.nseg) if prob.seg_lo[xi, s] <= R <= prob.seg_top[xi, s]]
+            assert len(seg) == 1, (xi, R)
+            assert prob.seg_post[xi, seg[0]] * prob.unit == x - float(svc.local) - float(svc.offload), (xi, R)
