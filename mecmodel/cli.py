@@ -95,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--png", required=True, help="output PNG path")
     f.add_argument("--pdf", required=True, help="output PDF path")
 
+    bd = sub.add_parser(
+        "bounds",
+        help="the optimum bracketed at one point, per seed: the lower bound on every policy and an upper bound",
+    )
+    bd.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
+    bd.add_argument("--arrival-prob", type=str, default=None, help="arrival probability per slot, in (0, 1)")
+    bd.add_argument("--gamma", type=str, default=None, help="discount factor, in (0, 1)")
+    bd.add_argument("--seeds", type=str, default="10", help="number of seeds (0..n-1), or a comma list of seed values")
+    bd.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
+    bd.add_argument("--config", default=None, help="YAML file of parameter overrides")
+    bd.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)"
+    )
     sub.add_parser("schemes", parents=[mods], help="list the registered schemes")
     pp = sub.add_parser("params", help="list every model parameter with its default, unit and range")
     pp.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
@@ -139,6 +152,55 @@ def _pairs(items: Sequence[str], flag: str) -> list[tuple[str, object]]:
             raise _Fail(f"{flag}: expected NAME=VALUE, got {item!r}")
         out.append((k.strip(), _yaml_value(v)))
     return out
+
+
+def _point(a: argparse.Namespace) -> tuple[dict, int | list[int]]:
+    """The overrides (--config, --set, --K, --arrival-prob, --gamma) and seeds of a point's arguments."""
+    from .params import load_overrides
+
+    over: dict = {}
+    if a.config:
+        over.update(load_overrides(a.config))
+    for k, v in _pairs(a.set, "--set"):
+        over[k] = v
+    for name, text, kind in (("K", a.K, int), ("arrival_prob", a.arrival_prob, float), ("gamma", a.gamma, float)):
+        v = _number(name, text, kind)
+        if v is not None:
+            over[name] = v
+    if "," in a.seeds:
+        return over, [_number("seeds", s, int) for s in a.seeds.split(",")]
+    return over, _number("seeds", a.seeds, int)
+
+
+def cmd_bounds(a: argparse.Namespace) -> int:
+    """Per seed (each its own user drop): the Lagrangian lower bound on every policy's expected (9a),
+    its best price, and the upper bound on the optimum (mecmodel.bounds; docs/model.md note N)."""
+    import numpy as np
+
+    from .bounds import lower_bound, upper_bound
+    from .env import MECEnv, seed_list
+    from .params import ParamError, make_params
+    from .statistics import mean_ci
+
+    over, seeds = _point(a)
+    P = make_params(a.preset, over)
+    seeds = seed_list(seeds)
+    gains = MECEnv(P, seeds).mean_gain
+    lb = lower_bound(P, gains)
+    try:
+        ub = upper_bound(P, gains)
+    except ParamError:
+        ub = np.full(len(seeds), np.nan)
+    print(
+        f"preset {a.preset}, K = {P.K}, lambda = {P.arrival_prob:g}, gamma = {P.gamma:g}: expected (9a) from empty queues"
+    )
+    print("seed\tlower bound\tupper bound\tprice mu (per cycle)")
+    for s, lo, up, mu in zip(seeds, lb.lower_bound, ub, lb.mu, strict=True):
+        print(f"{s}\t{lo:.6g}\t{up:.6g}\t{mu:.3g}")
+    for name, v in (("lower bound", lb.lower_bound), ("upper bound", ub)):
+        mean, lo, hi, _ = mean_ci(v)
+        print(f"{name}: mean over seeds {float(mean):.6g} (95% t-interval {float(lo):.6g} to {float(hi):.6g})")
+    return 0
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
@@ -354,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "plot": cmd_plot,
             "schemes": cmd_schemes,
             "params": cmd_params,
+            "bounds": cmd_bounds,
         }
         return cmds[a.command](a)
     except (ParamError, _Fail) as e:

@@ -356,3 +356,20 @@ def test_segments_cover_every_capacity_for_any_cpu(per_task, local_tasks, rule):
             seg = [s for s in range(prob.nseg) if prob.seg_lo[xi, s] <= R <= prob.seg_top[xi, s]]
             assert len(seg) == 1, (xi, R)
             assert prob.seg_post[xi, seg[0]] * prob.unit == x - float(svc.local) - float(svc.offload), (xi, R)
+
+
+def test_the_cli_prints_the_bracket_per_seed(capsys):
+    from mecmodel import cli
+
+    assert cli.main(["bounds", "--K", "3", "--seeds", "4,7", "--arrival-prob", "0.3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split("\t") for line in out if line[:1].isdigit()]
+    P = make_params("default").replace(K=3, arrival_prob=0.3)
+    gains = MECEnv(P, [4, 7]).mean_gain
+    lb, ub = bounds.lower_bound(P, gains).lower_bound, bounds.upper_bound(P, gains)
+    assert [int(r[0]) for r in rows] == [4, 7]
+    np.testing.assert_allclose([float(r[1]) for r in rows], lb, rtol=1e-5)
+    np.testing.assert_allclose([float(r[2]) for r in rows], ub, rtol=1e-5)
+    assert cli.main(["bounds", "--K", "3", "--seeds", "2", "--set", "local_service=head"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "local_service" in err[0]
