@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -54,9 +55,11 @@ import numpy as np
 
 from . import channel, queues
 from .env import MECEnv, Observation
+from .optimum import arrival_pmf
 from .params import ParamError, Params
 from .policies.base import PolicyContext, WDPolicy
 
+log = logging.getLogger("mecmodel")
 STUCK, LINEAR, CONST = 0, 1, 2  # a segment's kind: no offload; offload = R; offload fixed
 
 
@@ -115,8 +118,7 @@ class WDProblem:
         self.nx = min(tasks * self.per_task, max(2, (g.max_levels - 1) // self.per_task) * self.per_task) + 1
         n = P.n_slots
         self.na = n + 1
-        lam = P.arrival_prob
-        self.pa = np.array([math.comb(n, a) * lam**a * (1 - lam) ** (n - a) for a in range(n + 1)])
+        self.pa = arrival_pmf(P)
         # Fading bins of Exp(1): equiprobable, the top one split further (it is priced at infinity).
         nb = g.fading_bins
         probs = np.r_[np.full(nb - 4, 1.0 / (nb - 3)), np.array([0.5, 0.25, 0.125, 0.125]) / (nb - 3)]
@@ -126,16 +128,24 @@ class WDProblem:
         self.ph = probs
         self.nh = nb
         self.s_max_wd = self.local_max + W  # the most a block removes from a WD queue
+        with np.errstate(all="ignore"):
+            c = self.consts()
+        if not (np.all(np.isfinite(c)) and np.all(c[1:5] > 0)):
+            raise ParamError(
+                "bound: tau, bandwidth or xi_wd put the block cost beyond floating point (xi_wd / (n tau)^2, "
+                "zeta / (tau B) must be finite numbers > 0)"
+            )
         self._segments()
         # Extended post-decision values: indices above the top continue with the queue-only bound.
         top = self.nx + n * self.per_task
         X = np.arange(top) * self.unit
         t = np.arange(0, 100000)
+        weight = P.gamma**t * P.w3
+        # q_t >= q - t s_max + arrivals, and E max(., 0) >= max(E ., 0) (Jensen)
+        drift = P.arrival_prob * n * W - self.s_max_wd
         self.tail = np.zeros(top)
         for i in range(self.nx, top):
-            # q_t >= q - t s_max + arrivals, and E max(., 0) >= max(E ., 0) (Jensen)
-            drift = P.arrival_prob * n * W - self.s_max_wd
-            self.tail[i] = np.sum(P.gamma**t * P.w3 * np.maximum(X[i] + t * drift, 0.0))
+            self.tail[i] = np.sum(weight * np.maximum(X[i] + t * drift, 0.0))
 
     def _segments(self) -> None:
         """Per queue level, the intervals of R on which the block's outcome is one formula.
@@ -200,17 +210,9 @@ class WDProblem:
     def consts(self, cubic: float = 0.0) -> np.ndarray:
         """The block cost's constants; ``cubic`` charges c O^3 for the O cycles offloaded."""
         P = self.P
+        nt = np.float64(P.n_slots * P.tau)  # numpy: an extreme slot gives inf, not ZeroDivisionError
         return np.array(
-            [
-                P.w4,
-                P.xi_wd / (P.n_slots * P.tau) ** 2,
-                P.tau,
-                P.snr_gap,
-                P.zeta / (P.tau * P.bandwidth),
-                P.p_max,
-                cubic,
-                P.task_cycles,
-            ]
+            [P.w4, P.xi_wd / nt**2, P.tau, P.snr_gap, P.zeta / (np.float64(P.tau) * P.bandwidth), P.p_max, cubic]
         )
 
     def energies(self, gains: np.ndarray, price: float, optimistic: bool = True, cubic: float = 0.0) -> np.ndarray:
@@ -322,43 +324,55 @@ def _bracket_min(lft, r, fl, dl, fr, dr, a, off, hinv, c, price):  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gain(hv, c):  # fmt: skip
+    """(1 / h, the capacity p_max carries at h, cycles): an infinite gain needs no power and carries
+    anything, a zero gain carries nothing."""
+    if math.isinf(hv):
+        return 0.0, math.inf
+    if not hv > 0.0:
+        return math.inf, 0.0
+    return 1.0 / hv, math.log2(1.0 + hv * c[5] / c[3]) / c[4]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _segment_min(lo, hi, kind, a, off, hinv, cap, c, price):  # fmt: skip
+    """A segment's least block cost over R in [lo, min(hi, cap)] (convex in R; the caller checks
+    lo <= cap): (a value below the minimum, the value at the returned R, that R). Below the minimum:
+    f(R*) >= f(l) + f'(l) (R* - l) >= f(l) + f'(l) (r - l) once f'(l) < 0 <= f'(r)."""
+    if kind != LINEAR:
+        f, _ = _block_cost(lo, kind, a, off, hinv, c, price)
+        return f, f, lo
+    lft, r = lo, min(hi, cap)
+    fl, dl = _block_cost(lft, kind, a, off, hinv, c, price)
+    if dl >= 0.0:
+        return fl, fl, lft
+    fr, dr = _block_cost(r, kind, a, off, hinv, c, price)
+    if dr <= 0.0:
+        return fr, fr, r
+    lft, fl, dl, r, fr = _bracket_min(lft, r, fl, dl, fr, dr, a, off, hinv, c, price)
+    best, arg = (fl, lft) if fl <= fr else (fr, r)
+    return min(best, fl + dl * (r - lft)), best, arg
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _segment_costs(h, price, lo, hi, seg_top, kind, a, off, c, lower):  # fmt: skip
     """Per gain h (G, nh) and segment: the least cost over R in [lo, min(hi, R_cap(h))] and its R.
     ``lower``: return a value below the minimum (the bisection's tangent bound), else the value
     at the returned R (a policy's cost)."""
     G, nh = h.shape
     nx, ns = lo.shape
-    gap, k, p_max = c[3], c[4], c[5]
     out = np.full((G, nx, nh, ns), np.inf)
     arg = np.zeros((G, nx, nh, ns))
     for gi in range(G):
         for j in range(nh):
-            hv = h[gi, j]
-            hinv = 0.0 if math.isinf(hv) else (math.inf if hv == 0.0 else 1.0 / hv)
-            cap = math.inf if hinv == 0.0 else math.log2(1.0 + hv * p_max / gap) / k
+            hinv, cap = _gain(h[gi, j], c)
             for x in range(nx):
                 for s in range(ns):
-                    if not lo[x, s] <= cap:
-                        continue
-                    kd = kind[x, s]
-                    if kd != LINEAR:
-                        out[gi, x, j, s], _ = _block_cost(lo[x, s], kd, a[x, s], off[x, s], hinv, c, price)
-                        arg[gi, x, j, s] = lo[x, s]
-                        continue
-                    lft, r = lo[x, s], min(hi[x, s], cap)
-                    fl, dl = _block_cost(lft, kd, a[x, s], off[x, s], hinv, c, price)
-                    if dl >= 0.0:
-                        out[gi, x, j, s], arg[gi, x, j, s] = fl, lft
-                        continue
-                    fr, dr = _block_cost(r, kd, a[x, s], off[x, s], hinv, c, price)
-                    if dr <= 0.0:
-                        out[gi, x, j, s], arg[gi, x, j, s] = fr, r
-                        continue
-                    lft, fl, dl, r, fr = _bracket_min(lft, r, fl, dl, fr, dr, a[x, s], off[x, s], hinv, c, price)
-                    best = min(fl, fr)
-                    arg[gi, x, j, s] = lft if fl <= fr else r
-                    # f(R*) >= f(lft) + f'(lft) (R* - lft) >= f(lft) + f'(lft) (r - lft), as f'(lft) < 0
-                    out[gi, x, j, s] = min(best, fl + dl * (r - lft)) if lower else best
+                    if lo[x, s] <= cap:
+                        below, at, arg[gi, x, j, s] = _segment_min(
+                            lo[x, s], hi[x, s], kind[x, s], a[x, s], off[x, s], hinv, cap, c, price
+                        )
+                        out[gi, x, j, s] = below if lower else at
                 if not lower:  # a policy's cost: the best integer capacity (the segment's right end is the next's)
                     for s in range(ns):
                         if kind[x, s] != LINEAR or not math.isfinite(out[gi, x, j, s]):
@@ -579,38 +593,20 @@ def _act(q, arrivals, h, price, Jx, unit, nx, per_task, gamma, lo, hi, seg_top, 
     gain, with the price, plus gamma J(post + arrivals) (the sub-problem's Bellman step)."""
     S, K = q.shape
     ns = lo.shape[1]
-    gap, k, p_max = c[3], c[4], c[5]
     R = np.zeros((S, K))
     for si in range(S):
         for wk in range(K):
             x = min(int(math.floor(q[si, wk] / unit + 0.5)), nx - 1)
             na = int(arrivals[si, wk])
-            hv = h[si, wk]
-            hinv = 1.0 / hv if hv > 0.0 else math.inf
-            cap = math.log2(1.0 + hv * p_max / gap) / k if hv > 0.0 else 0.0
+            hinv, cap = _gain(h[si, wk], c)
             J = Jx[si, wk]
             best, bestR = math.inf, 0.0
             for s in range(ns):
                 if not lo[x, s] <= cap:
                     continue
                 cont = gamma * J[post[x, s] + na * per_task]
-                kd = kind[x, s]
-                if kd != LINEAR:
-                    f, _ = _block_cost(lo[x, s], kd, a[x, s], off[x, s], hinv, c, price[si])
-                    r = lo[x, s]
-                else:
-                    lft, rr = lo[x, s], min(hi[x, s], cap)
-                    fl, dl = _block_cost(lft, kd, a[x, s], off[x, s], hinv, c, price[si])
-                    fr, dr = _block_cost(rr, kd, a[x, s], off[x, s], hinv, c, price[si])
-                    if dl >= 0.0:
-                        f, r = fl, lft
-                    elif dr <= 0.0:
-                        f, r = fr, rr
-                    else:
-                        lft, fl, dl, rr, fr = _bracket_min(
-                            lft, rr, fl, dl, fr, dr, a[x, s], off[x, s], hinv, c, price[si]
-                        )
-                        f, r = (fl, lft) if fl <= fr else (fr, rr)
+                _, f, r = _segment_min(lo[x, s], hi[x, s], kind[x, s], a[x, s], off[x, s], hinv, cap, c, price[si])
+                if kind[x, s] == LINEAR:
                     # an integer capacity inside the segment: its right end belongs to the next one
                     r = max(lo[x, s], min(math.floor(r), seg_top[x, s]))
                 if f + cont < best:
@@ -624,7 +620,9 @@ class LagrangianWD(WDPolicy):
     price (note N): its queue, this block's arrivals and its channel gain only, the price of a
     cycle it offloads pi(mu*). The price and each WD's post-decision values J_k are set once, at
     reset, from the drop (a planning step: ``lower_bound``); the block's capacity then minimises
-    w4 E_k + pi O_k + gamma J_k(q') at the gain observed, and the power is (4) of it."""
+    w4 E_k + pi O_k + gamma J_k(q') at the gain observed, and the power is (4) of it. Where no
+    table can be built (parameters beyond its floating point), every WD computes locally, and a
+    warning says so."""
 
     def reset(self, ctx: PolicyContext, obs: Observation) -> None:
         super().reset(ctx, obs)
@@ -632,7 +630,12 @@ class LagrangianWD(WDPolicy):
         try:
             b = lower_bound(P, ctx.env.mean_gain)
         except ParamError:  # no exact queue grid (local_service 'head', or no common unit): round onto one
-            b = lower_bound(P, ctx.env.mean_gain, exact=False)
+            try:
+                b = lower_bound(P, ctx.env.mean_gain, exact=False)
+            except ParamError as e:  # parameters beyond the tables' floating point: offload nothing
+                log.warning("lagrangian: no sub-problem tables (%s); every WD computes locally", e)
+                self.Jx = None
+                return
         t = b.table
         m_idx = np.searchsorted(t.mus, b.mu)
         self.bound = b
@@ -644,13 +647,16 @@ class LagrangianWD(WDPolicy):
             [J, np.broadcast_to(prob.tail[prob.nx :], J.shape[:2] + (len(prob.tail) - prob.nx,))], -1
         )
         self.prob = prob
+        self.consts = prob.consts()
 
     def act(self, obs: Observation) -> np.ndarray:
+        if self.Jx is None:
+            return np.zeros((self.ctx.S, self.ctx.K))
         P, prob = self.ctx.params, self.prob
         R = _act(
             np.asarray(obs.q, dtype=float), np.asarray(obs.beta, dtype=float).sum(axis=-1),
             np.asarray(obs.h, dtype=float), self.price, self.Jx, prob.unit, prob.nx, prob.per_task, P.gamma,
-            prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind, prob.seg_a, prob.seg_off, prob.seg_post, prob.consts(),
+            prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind, prob.seg_a, prob.seg_off, prob.seg_post, self.consts,
         )  # fmt: skip
         with np.errstate(divide="ignore", over="ignore"):
             p = channel.power_for_bits(obs.h, P.zeta * (R + 0.5), P.bandwidth, P.snr_gap, P.tau)

@@ -154,8 +154,9 @@ def _pairs(items: Sequence[str], flag: str) -> list[tuple[str, object]]:
     return out
 
 
-def _point(a: argparse.Namespace) -> tuple[dict, int | list[int]]:
-    """The overrides (--config, --set, --K, --arrival-prob, --gamma) and seeds of a point's arguments."""
+def _point(a: argparse.Namespace, between=None) -> tuple[dict, int | list[int]]:
+    """The overrides (--config, --set, then ``between(over)`` if given, then --K, --arrival-prob,
+    --gamma, in this order of precedence and of checking) and the seeds of a point's arguments."""
     from .params import load_overrides
 
     over: dict = {}
@@ -163,6 +164,8 @@ def _point(a: argparse.Namespace) -> tuple[dict, int | list[int]]:
         over.update(load_overrides(a.config))
     for k, v in _pairs(a.set, "--set"):
         over[k] = v
+    if between is not None:
+        between(over)
     for name, text, kind in (("K", a.K, int), ("arrival_prob", a.arrival_prob, float), ("gamma", a.gamma, float)):
         v = _number(name, text, kind)
         if v is not None:
@@ -204,34 +207,23 @@ def cmd_bounds(a: argparse.Namespace) -> int:
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from .params import load_overrides, make_params
-
-    over: dict = {}
-    if a.config:
-        over.update(load_overrides(a.config))
-    for k, v in _pairs(a.set, "--set"):
-        over[k] = v
-    from .params import FIELD_BY_NAME
+    from .params import FIELD_BY_NAME, make_params
     from .schemes import get_scheme
 
     scheme_params: dict = {}
     swept: list[str] = []
-    for k, v in _pairs(a.sweep, "--sweep"):
-        if k in FIELD_BY_NAME:
-            over[k] = v
-        elif k in get_scheme(a.scheme).params:
-            scheme_params[k] = v
-        else:
-            raise _Fail(f"--sweep: {k!r} is neither a model parameter nor a parameter of scheme {a.scheme!r}")
-        swept.append(k)
-    for name, text, kind in (("K", a.K, int), ("arrival_prob", a.arrival_prob, float), ("gamma", a.gamma, float)):
-        v = _number(name, text, kind)
-        if v is not None:
-            over[name] = v
-    if "," in a.seeds:
-        seeds: int | list[int] = [_number("seeds", s, int) for s in a.seeds.split(",")]
-    else:
-        seeds = _number("seeds", a.seeds, int)
+
+    def sweep(over: dict) -> None:
+        for k, v in _pairs(a.sweep, "--sweep"):
+            if k in FIELD_BY_NAME:
+                over[k] = v
+            elif k in get_scheme(a.scheme).params:
+                scheme_params[k] = v
+            else:
+                raise _Fail(f"--sweep: {k!r} is neither a model parameter nor a parameter of scheme {a.scheme!r}")
+            swept.append(k)
+
+    over, seeds = _point(a, sweep)
     blocks = _number("blocks", a.blocks, int)
     if blocks < 1:
         raise _Fail(f"blocks: must be an integer >= 1, got {blocks}")
