@@ -294,14 +294,15 @@ def sigmoid(z: float) -> float:
 
 
 @jit
-def learn_row(b, t, hp, v_sT, v_a, w, a, zs, x_next, r, dr_da, streak, conv, div, frozen, tmp):  # fmt: skip
+def learn_row(b, t, hp, v_sT, v_a, w, a, zs, memo, x_next, r, dr_da, streak, conv, div, frozen, tmp):  # fmt: skip
     """One learner's update after block t: (23)-(28) for a WD, (30)-(35) for the server.
 
     ``hp`` = (alpha0, t0, kappa, gamma, exact, epsilon, patience, freeze, limit, descent);
     v_sT (B, D, M) the state part of the fixed feature vectors, transposed (so that the logits
     accumulate over the features in SIMD lanes, each in the same order), v_a (B, M, A) their
     action part, w (B, M) the weights, a (B, A) the normalised action, zs (B, M) the state logits
-    v_s . s_t (replaced by those of s_{t+1}), x_next (D,) the state features of s_{t+1}, r the
+    v_s . s_t (replaced by those of s_{t+1}), memo (B, 2, M) the last update's sigmoid arguments and
+    values at [a_t; s_{t+1}] (NaN arguments before the first), x_next (D,) the state features of s_{t+1}, r the
     reward (24)/(31), dr_da (A,) its gradient, tmp a (7, max(M, A)) scratch. ``descent`` replaces
     the action step (28a)/(35a) by the descent of the learned Q (``proposed_q``, not the paper's:
     mecmodel.policies.actor_critic). Returns (|TD error| (NaN if not finite), relative change of
@@ -325,8 +326,14 @@ def learn_row(b, t, hp, v_sT, v_a, w, a, zs, x_next, r, dr_da, streak, conv, div
     q_now = 0.0
     q_next = 0.0
     for m in range(M):
-        phi_now[m] = sigmoid(zs[b, m] + za[m])  # (23)/(30) at [a_t; s_t]
-        phi_next[m] = sigmoid(z_next[m] + za[m])  # at [a_t; s_{t+1}]
+        # (23)/(30) at [a_t; s_t]. Where the action did not move (clipped at 0 or 1, frozen) the
+        # argument is the last update's at [a_{t-1}; s_t]: its sigmoid is reused, the same bits.
+        arg_now = zs[b, m] + za[m]
+        phi_now[m] = memo[b, 1, m] if arg_now == memo[b, 0, m] else sigmoid(arg_now)
+        arg_next = z_next[m] + za[m]
+        phi_next[m] = sigmoid(arg_next)  # at [a_t; s_{t+1}]
+        memo[b, 0, m] = arg_next
+        memo[b, 1, m] = phi_next[m]
         q_now += w[b, m] * phi_now[m]  # (22)/(29)
         q_next += w[b, m] * phi_next[m]
     delta = r + gamma * q_next - q_now  # (24)/(31)
@@ -369,7 +376,7 @@ def learn_row(b, t, hp, v_sT, v_a, w, a, zs, x_next, r, dr_da, streak, conv, div
         if descent:
             # a <- clip(a - alpha dQ([a; s_{t+1}], w_{t+1}) / da, 0, 1): dQ/da_c = sum_j w_j phi_j (1 - phi_j) v_jc
             for m in range(M):
-                ph = sigmoid(z_next[m] + za[m])
+                ph = phi_next[m]  # the sigmoid at [a_t; s_{t+1}]
                 slope[m] = w[b, m] * ph * (1.0 - ph)
             finite = True
             for k in range(A):
@@ -431,7 +438,7 @@ def server_state(q_ser, q, qscale, s, x):
 
 
 @jit
-def learn_wds(t, hp, qscale, q_next, h_next, beta_next, r, dr, v_sT, v_a, w, a, zs, streak, conv, div, frozen, td, rel):  # fmt: skip
+def learn_wds(t, hp, qscale, q_next, h_next, beta_next, r, dr, v_sT, v_a, w, a, zs, memo, streak, conv, div, frozen, td, rel):  # fmt: skip
     """Algorithm 1 at every WD of every seed (learner b = s K + k); td, rel (S,) get the WD means."""
     S, K = q_next.shape
     x = np.empty(v_sT.shape[1])
@@ -443,7 +450,9 @@ def learn_wds(t, hp, qscale, q_next, h_next, beta_next, r, dr, v_sT, v_a, w, a, 
         for k in range(K):
             wd_state(q_next, h_next, beta_next, qscale, s, k, x)
             dr_da[0] = dr[s, k]
-            d, c = learn_row(s * K + k, t, hp, v_sT, v_a, w, a, zs, x, r[s, k], dr_da, streak, conv, div, frozen, tmp)
+            d, c = learn_row(
+                s * K + k, t, hp, v_sT, v_a, w, a, zs, memo, x, r[s, k], dr_da, streak, conv, div, frozen, tmp
+            )
             td_sum += d
             rel_sum += c
         td[s] = td_sum / K
@@ -451,14 +460,14 @@ def learn_wds(t, hp, qscale, q_next, h_next, beta_next, r, dr, v_sT, v_a, w, a, 
 
 
 @jit
-def learn_server(t, hp, qscale, q_ser_next, q_next, r, dr, v_sT, v_a, w, a, zs, streak, conv, div, frozen, td, rel):  # fmt: skip
+def learn_server(t, hp, qscale, q_ser_next, q_next, r, dr, v_sT, v_a, w, a, zs, memo, streak, conv, div, frozen, td, rel):  # fmt: skip
     """Algorithm 2 at the server of every seed (learner b = s); td, rel (S,)."""
     S = q_next.shape[0]
     x = np.empty(v_sT.shape[1])
     tmp = np.empty((7, max(v_sT.shape[2], v_a.shape[2])))
     for s in range(S):
         server_state(q_ser_next, q_next, qscale, s, x)
-        td[s], rel[s] = learn_row(s, t, hp, v_sT, v_a, w, a, zs, x, r[s], dr[s], streak, conv, div, frozen, tmp)
+        td[s], rel[s] = learn_row(s, t, hp, v_sT, v_a, w, a, zs, memo, x, r[s], dr[s], streak, conv, div, frozen, tmp)
 
 
 # --- the built-in policies ---------------------------------------------------------------------------
@@ -699,7 +708,7 @@ def window_mean(x, start):
 
 
 @jit
-def learn_batch(t, hp, v_s, v_a, w, a, zs, x_next, r, dr_da, streak, conv, div, frozen):  # fmt: skip
+def learn_batch(t, hp, v_s, v_a, w, a, zs, memo, x_next, r, dr_da, streak, conv, div, frozen):  # fmt: skip
     """:func:`learn_row` for every learner b of a batch: x_next (B, D), r (B,), dr_da (B, A).
     Returns (|TD error|, relative change), (B,) each."""
     B = w.shape[0]
@@ -708,7 +717,7 @@ def learn_batch(t, hp, v_s, v_a, w, a, zs, x_next, r, dr_da, streak, conv, div, 
     rel = np.empty(B)
     for b in range(B):
         td[b], rel[b] = learn_row(
-            b, t, hp, v_s, v_a, w, a, zs, x_next[b], r[b], dr_da[b], streak, conv, div, frozen, tmp
+            b, t, hp, v_s, v_a, w, a, zs, memo, x_next[b], r[b], dr_da[b], streak, conv, div, frozen, tmp
         )
     return td, rel
 

@@ -113,7 +113,7 @@ def compiled_plan(wd: WDPolicy, server: ServerPolicy, P: Params) -> tuple | None
 def _no_learner() -> tuple:
     """Empty learner arrays, of the types run_blocks expects, for a scheme without that learner."""
     z3, z2, z1 = np.zeros((0, 1, 1)), np.zeros((0, 1)), np.zeros(0, dtype=np.int64)
-    return (z3, z3, z2, z2, z2, z1, z1, z1, np.zeros(0, dtype=np.bool_))
+    return (z3, z3, z2, z2, z2, z3, z1, z1, z1, np.zeros(0, dtype=np.bool_))
 
 
 def _learner(policy) -> tuple:

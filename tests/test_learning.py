@@ -270,6 +270,32 @@ def test_online_q_trajectory_matches_plain_update(shape: tuple, exact: bool) -> 
     assert max(frozen_seen) > 0.3 and min(frozen_seen) < 0.1
 
 
+@pytest.mark.parametrize("descent", [False, True], ids=["alg1", "descent"])
+def test_reused_sigmoids_change_no_bit(descent: bool) -> None:
+    """learn_row reuses the last update's sigmoid where its argument recurs (an action clipped at 0
+    or 1, or frozen): against a twin whose memo is wiped before every update (every sigmoid
+    computed afresh), every array is the same bit for bit, over a run where many actions stick."""
+    rng = np.random.default_rng(7)
+    batch, M, A, D = (3, 40), 30, 1, 7
+    v = rng.normal(0.0, 2.0 / np.sqrt(A + D), batch + (M, A + D))
+    args = (v, A, np.full(A, 0.5), 1.0, 0.9, 0.5, 50.0, 0.75, 1e-3, 5, True, 1e6, True, descent)
+    ours, fresh = agents.OnlineQ(*args), agents.OnlineQ(*args)
+    x = rng.normal(size=batch + (D,))
+    ours.observe(x)
+    fresh.observe(x)
+    stuck = 0
+    for t in range(300):
+        x = rng.normal(size=batch + (D,))
+        r, dr = rng.normal(size=batch) * 5.0, rng.normal(size=batch + (A,)) * 5.0
+        before = ours.a.copy()
+        fresh._memo[...] = np.nan
+        np.testing.assert_array_equal(ours.learn(t, r, dr, x), fresh.learn(t, r, dr, x))
+        stuck += int((ours.a == before).all(axis=-1).sum())
+    for name in ("w", "a", "_zs_now", "streak", "converged_at", "diverged_at", "frozen"):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(fresh, name))
+    assert stuck > 0.2 * 300 * 120  # the reuse was exercised: many updates left an action where it was
+
+
 # --------------------------------------------------------------------------- the simulator's dr/da
 
 _LAM = 2.0**16  # cycles are scaled by this so floor() of the capacity errs by < 2e-5 of a cycle

@@ -87,6 +87,8 @@ class OnlineQ:
         self.frozen = np.zeros(batch, dtype=bool)
         self._limit = min(float(limit), sys.float_info.max)  # a finite bound: an infinite norm is bad
         self._zs_now = np.zeros(v.shape[:-1])
+        # the last update's sigmoid arguments and values (engine.learn_row reuses one whose argument recurs)
+        self._memo = np.full(v.shape[:-2] + (2, v.shape[-2]), np.nan)
 
     @classmethod
     def from_params(cls, v: np.ndarray, n_action: int, action0: np.ndarray, P: Params) -> OnlineQ:
@@ -123,10 +125,10 @@ class OnlineQ:
         """The arrays the engine updates, flattened to one row per learner (views: updated in place).
 
         Order: v_s transposed (B, D, M), v_a (B, M, A), w (B, M), a (B, A), state logits (B, M),
-        streak, converged_at, diverged_at, frozen (B,)."""
+        the sigmoids' memo (B, 2, M), streak, converged_at, diverged_at, frozen (B,)."""
         M = self.w.shape[-1]
         B = self.w.size // M
-        for name in ("v_a", "w", "a", "_zs_now", "streak", "converged_at", "diverged_at", "frozen"):
+        for name in ("v_a", "w", "a", "_zs_now", "_memo", "streak", "converged_at", "diverged_at", "frozen"):
             arr = getattr(self, name)
             if not (arr.flags.c_contiguous and arr.flags.writeable):
                 setattr(self, name, np.array(arr))
@@ -135,7 +137,7 @@ class OnlineQ:
             self._v_sT = cached = (self.v_s, np.ascontiguousarray(self.v_s.reshape(B, M, -1).transpose(0, 2, 1)))
         return (
             cached[1], self.v_a.reshape(B, M, -1), self.w.reshape(B, M), self.a.reshape(B, -1),
-            self._zs_now.reshape(B, M), self.streak.reshape(B), self.converged_at.reshape(B),
+            self._zs_now.reshape(B, M), self._memo.reshape(B, 2, M), self.streak.reshape(B), self.converged_at.reshape(B),
             self.diverged_at.reshape(B), self.frozen.reshape(B),
         )  # fmt: skip
 
@@ -152,10 +154,10 @@ class OnlineQ:
 
     def learn(self, t: int, r: np.ndarray, dr_da: np.ndarray, x_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One update (28)/(35) after block t; returns (|TD error|, relative change), batch-shaped."""
-        v_s, v_a, w, a, zs, streak, conv, div, frozen = self.flat()
+        v_s, v_a, w, a, zs, memo, streak, conv, div, frozen = self.flat()
         batch = self.w.shape[:-1]
         td, rel = engine.learn_batch(
-            int(t), self.hyper(), v_s, v_a, w, a, zs,
+            int(t), self.hyper(), v_s, v_a, w, a, zs, memo,
             _rows(x_next, batch + self.v_s.shape[-1:]), _rows(r, batch).reshape(-1),
             _rows(dr_da, batch + self.a.shape[-1:]), streak, conv, div, frozen,
         )  # fmt: skip
