@@ -137,9 +137,9 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
 #: Simulation jobs: a cut after a run whose path hashes to 0 modulo BATCH_RUNS (so about that many
 #: runs each), and at most BATCH_MAX_RUNS runs and BATCH_WORK estimated work (seeds x blocks x
 #: (K + 20) summed over its runs, about a microsecond each); see Sweep.batches.
-BATCH_RUNS = 16
-BATCH_MAX_RUNS = 32
-BATCH_WORK = 30_000_000
+BATCH_RUNS = 32
+BATCH_MAX_RUNS = 64
+BATCH_WORK = 60_000_000
 
 
 def _run_work(spec: Mapping[str, Any]) -> int:
