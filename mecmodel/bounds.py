@@ -53,14 +53,14 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from . import channel, queues
+from . import engine, queues
 from .env import MECEnv, Observation
 from .optimum import arrival_pmf
 from .params import ParamError, Params
 from .policies.base import PolicyContext, WDPolicy
+from .subproblem import CONST, LINEAR, STUCK, block_cost, gain, segment_min
 
 log = logging.getLogger("mecmodel")
-STUCK, LINEAR, CONST = 0, 1, 2  # a segment's kind: no offload; offload = R; offload fixed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,98 +263,6 @@ class WDProblem:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _block_cost(R, kind, a, off, hinv, c, price):  # fmt: skip
-    """Cost of capacity R in a segment: w4 (E_loc + E_off) + price x offload, and its derivative."""
-    w4, xi_n, tau, gap, k, cubic = c[0], c[1], c[2], c[3], c[4], c[6]
-    if kind == STUCK:
-        return w4 * xi_n * a**3, 0.0
-    if kind == CONST:
-        tx = tau * gap * hinv * math.expm1(k * off * math.log(2.0)) if off > 0.0 and hinv > 0.0 else 0.0
-        return w4 * (xi_n * a**3 + tx) + price * off + cubic * off**3, 0.0
-    L = a - R
-    # no power at an infinite gain (the lower bound's top bin): 0, not 0 x inf
-    tx = tau * gap * hinv * math.expm1(k * R * math.log(2.0)) if R > 0.0 and hinv > 0.0 else 0.0
-    dtx = tau * gap * hinv * k * math.log(2.0) * math.exp(k * R * math.log(2.0)) if hinv > 0.0 else 0.0
-    f = w4 * (xi_n * L**3 + tx) + price * R + cubic * R**3
-    d = w4 * (-3.0 * xi_n * L * L + dtx) + price
-    return f, d + 3.0 * cubic * R * R
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _curvature(R, a, hinv, c):  # fmt: skip
-    """f''(R) of a LINEAR segment's block cost (positive: the cost is convex in R)."""
-    w4, xi_n, tau, gap, k, cubic = c[0], c[1], c[2], c[3], c[4], c[6]
-    kl = k * math.log(2.0)
-    tx2 = tau * gap * hinv * kl * kl * math.exp(kl * R) if hinv > 0.0 else 0.0
-    return w4 * (6.0 * xi_n * (a - R) + tx2) + 6.0 * cubic * R
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _bracket_min(lft, r, fl, dl, fr, dr, a, off, hinv, c, price):  # fmt: skip
-    """Narrow [lft, r], f'(lft) < 0 < f'(r), around the convex minimum: Newton steps on f' from r (a
-    bisection where a step leaves the bracket); once a step is below the tolerance (a cycle's
-    hundredth, or 1e-9 of the width), probe either side of the point to close the bracket on it.
-    Returns (lft, f(lft), f'(lft), r, f(r))."""
-    stop = max(1e-2, 1e-9 * (r - lft))
-    x, dx = r, dr
-    for _ in range(100):
-        if r - lft <= 2.0 * stop:
-            break
-        xn = x - dx / _curvature(x, a, hinv, c)
-        if not lft < xn < r:
-            xn = 0.5 * (lft + r)
-        if abs(xn - x) < 0.5 * stop:
-            for p in (xn - stop, xn + stop):
-                if lft < p < r:
-                    fp, dp = _block_cost(p, LINEAR, a, off, hinv, c, price)
-                    if dp < 0.0:
-                        lft, fl, dl = p, fp, dp
-                    else:
-                        r, fr = p, fp
-            if r - lft <= 2.0 * stop:
-                break
-            xn = 0.5 * (lft + r)
-        x = xn
-        fx, dx = _block_cost(x, LINEAR, a, off, hinv, c, price)
-        if dx < 0.0:
-            lft, fl, dl = x, fx, dx
-        else:
-            r, fr = x, fx
-    return lft, fl, dl, r, fr
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _gain(hv, c):  # fmt: skip
-    """(1 / h, the capacity p_max carries at h, cycles): an infinite gain needs no power and carries
-    anything, a zero gain carries nothing."""
-    if math.isinf(hv):
-        return 0.0, math.inf
-    if not hv > 0.0:
-        return math.inf, 0.0
-    return 1.0 / hv, math.log2(1.0 + hv * c[5] / c[3]) / c[4]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _segment_min(lo, hi, kind, a, off, hinv, cap, c, price):  # fmt: skip
-    """A segment's least block cost over R in [lo, min(hi, cap)] (convex in R; the caller checks
-    lo <= cap): (a value below the minimum, the value at the returned R, that R). Below the minimum:
-    f(R*) >= f(l) + f'(l) (R* - l) >= f(l) + f'(l) (r - l) once f'(l) < 0 <= f'(r)."""
-    if kind != LINEAR:
-        f, _ = _block_cost(lo, kind, a, off, hinv, c, price)
-        return f, f, lo
-    lft, r = lo, min(hi, cap)
-    fl, dl = _block_cost(lft, kind, a, off, hinv, c, price)
-    if dl >= 0.0:
-        return fl, fl, lft
-    fr, dr = _block_cost(r, kind, a, off, hinv, c, price)
-    if dr <= 0.0:
-        return fr, fr, r
-    lft, fl, dl, r, fr = _bracket_min(lft, r, fl, dl, fr, dr, a, off, hinv, c, price)
-    best, arg = (fl, lft) if fl <= fr else (fr, r)
-    return min(best, fl + dl * (r - lft)), best, arg
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _segment_costs(h, price, lo, hi, seg_top, kind, a, off, c, lower):  # fmt: skip
     """Per gain h (G, nh) and segment: the least cost over R in [lo, min(hi, R_cap(h))] and its R.
     ``lower``: return a value below the minimum (the bisection's tangent bound), else the value
@@ -365,11 +273,11 @@ def _segment_costs(h, price, lo, hi, seg_top, kind, a, off, c, lower):  # fmt: s
     arg = np.zeros((G, nx, nh, ns))
     for gi in range(G):
         for j in range(nh):
-            hinv, cap = _gain(h[gi, j], c)
+            hinv, cap = gain(h[gi, j], c)
             for x in range(nx):
                 for s in range(ns):
                     if lo[x, s] <= cap:
-                        below, at, arg[gi, x, j, s] = _segment_min(
+                        below, at, arg[gi, x, j, s] = segment_min(
                             lo[x, s], hi[x, s], kind[x, s], a[x, s], off[x, s], hinv, cap, c, price
                         )
                         out[gi, x, j, s] = below if lower else at
@@ -383,7 +291,7 @@ def _segment_costs(h, price, lo, hi, seg_top, kind, a, off, c, lower):  # fmt: s
                         for cand in (math.floor(arg[gi, x, j, s]), math.ceil(arg[gi, x, j, s])):
                             rc = min(max(cand, low), top)
                             if low <= top:
-                                fc, _ = _block_cost(rc, LINEAR, a[x, s], off[x, s], hinv, c, price)
+                                fc, _ = block_cost(rc, LINEAR, a[x, s], off[x, s], hinv, c, price)
                                 if fc < best:
                                     best, arg[gi, x, j, s] = fc, rc
                         out[gi, x, j, s] = best
@@ -587,34 +495,6 @@ def point_bound(P: Params, seeds: Sequence[int], grid: BoundGrid | None = None) 
 # --- the decentralised policy the bound yields ----------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _act(q, arrivals, h, price, Jx, unit, nx, per_task, gamma, lo, hi, seg_top, kind, a, off, post, c):  # fmt: skip
-    """Each WD's capacity R (S, K) in cycles: min over segments and R of its block cost at the observed
-    gain, with the price, plus gamma J(post + arrivals) (the sub-problem's Bellman step)."""
-    S, K = q.shape
-    ns = lo.shape[1]
-    R = np.zeros((S, K))
-    for si in range(S):
-        for wk in range(K):
-            x = min(int(math.floor(q[si, wk] / unit + 0.5)), nx - 1)
-            na = int(arrivals[si, wk])
-            hinv, cap = _gain(h[si, wk], c)
-            J = Jx[si, wk]
-            best, bestR = math.inf, 0.0
-            for s in range(ns):
-                if not lo[x, s] <= cap:
-                    continue
-                cont = gamma * J[post[x, s] + na * per_task]
-                _, f, r = _segment_min(lo[x, s], hi[x, s], kind[x, s], a[x, s], off[x, s], hinv, cap, c, price[si])
-                if kind[x, s] == LINEAR:
-                    # an integer capacity inside the segment: its right end belongs to the next one
-                    r = max(lo[x, s], min(math.floor(r), seg_top[x, s]))
-                if f + cont < best:
-                    best, bestR = f + cont, r
-            R[si, wk] = bestR
-    return R
-
-
 class LagrangianWD(WDPolicy):
     """Scheme ``lagrangian``: each WD acts by its own sub-problem's optimal policy at the bound's best
     price (note N): its queue, this block's arrivals and its channel gain only, the price of a
@@ -643,21 +523,20 @@ class LagrangianWD(WDPolicy):
         prob = t.problem
         # (S, K, nx + n per_task): each WD's post-decision values, continued above the top
         J = t.J[m_idx[:, None], b.gain_index]
-        self.Jx = np.concatenate(
-            [J, np.broadcast_to(prob.tail[prob.nx :], J.shape[:2] + (len(prob.tail) - prob.nx,))], -1
-        )
-        self.prob = prob
-        self.consts = prob.consts()
+        Jx = np.concatenate([J, np.broadcast_to(prob.tail[prob.nx :], J.shape[:2] + (len(prob.tail) - prob.nx,))], -1)
+        self.Jx = np.ascontiguousarray(Jx)
+        # What the engine's kernels read (engine.run_blocks' ``table``), C-contiguous: one compiled variant
+        self.table = (
+            np.ascontiguousarray(self.price, dtype=float), self.Jx, float(prob.unit), int(prob.nx), int(prob.per_task),
+            float(P.gamma), *(np.ascontiguousarray(x) for x in (prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind,
+            prob.seg_a, prob.seg_off, prob.seg_post)), np.ascontiguousarray(prob.consts()),
+        )  # fmt: skip
 
     def act(self, obs: Observation) -> np.ndarray:
         if self.Jx is None:
             return np.zeros((self.ctx.S, self.ctx.K))
-        P, prob = self.ctx.params, self.prob
-        R = _act(
-            np.asarray(obs.q, dtype=float), np.asarray(obs.beta, dtype=float).sum(axis=-1),
-            np.asarray(obs.h, dtype=float), self.price, self.Jx, prob.unit, prob.nx, prob.per_task, P.gamma,
-            prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind, prob.seg_a, prob.seg_off, prob.seg_post, self.consts,
+        as_float = np.ascontiguousarray
+        return engine.table_powers(
+            as_float(obs.q, dtype=float), as_float(obs.beta, dtype=float), as_float(obs.h, dtype=float),
+            self.table, self.ctx.env.scalars,
         )  # fmt: skip
-        with np.errstate(divide="ignore", over="ignore"):
-            p = channel.power_for_bits(obs.h, P.zeta * (R + 0.5), P.bandwidth, P.snr_gap, P.tau)
-        return np.where(R > 0, np.minimum(p, P.p_max), 0.0)

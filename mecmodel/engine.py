@@ -11,7 +11,8 @@ compiled by numba, each line tagged with the paper's equation:
 * :func:`learn_row` (one learner): Algorithms 1 and 2's update, (23)-(28) and (30)-(35), and the
   learned-Q descent of ``proposed_q``;
 * :func:`run_blocks` (a chunk of blocks): the whole loop of a built-in scheme, its policies
-  (fixed rules, Algorithms 1 and 2, myopic and drift-plus-penalty searches) included.
+  (fixed rules, Algorithms 1 and 2, myopic and drift-plus-penalty searches, the Lagrangian
+  sub-problem's policy of :mod:`mecmodel.subproblem`) included.
 
 **Batch invariance.** Every value of a seed is computed from that seed's values alone, by the
 same sequence of floating-point operations whatever else is in the batch: loops run per row in a
@@ -21,8 +22,9 @@ is libm's scalar call. So a seed gives the same bits alone, beside other seeds, 
 points in the same process (``tests/test_engine.py``).
 
 The Python loop of :mod:`mecmodel.simulation` drives :func:`advance` for schemes written in
-Python (a scheme module's policies, trained agents, the exact optimum); built-in schemes run whole
-chunks of blocks in :func:`run_blocks`. Both give the same bits for the same scheme.
+Python (a scheme module's policies, trained agents, the exact optimum); every listed scheme
+(``mecmodel schemes``) runs whole chunks of blocks in :func:`run_blocks`. Both give the same bits
+for the same scheme.
 
 Importing this module imports numba; the kernels compile on first use and are cached on disk
 (``__pycache__``), so a fresh process pays the compilation once per installation.
@@ -35,6 +37,7 @@ import math
 import numba
 import numpy as np
 
+from .subproblem import best_capacity
 from .vocabulary import SERIES
 
 LN2 = math.log(2.0)
@@ -472,8 +475,8 @@ def learn_server(t, hp, qscale, q_ser_next, q_next, r, dr, v_sT, v_a, w, a, zs, 
 
 # --- the built-in policies ---------------------------------------------------------------------------
 
-#: WD policies compiled into run_blocks, by code (mecmodel.compiled maps the Python classes).
-WD_FIXED, WD_SHARE, WD_RANDOM, WD_ALG1, WD_MYOPIC, WD_DPP = range(6)
+#: WD policies compiled into run_blocks, by code (mecmodel.simulation.compiled_plan maps the Python classes).
+WD_FIXED, WD_SHARE, WD_RANDOM, WD_ALG1, WD_MYOPIC, WD_DPP, WD_TABLE = range(7)
 #: Server policies compiled into run_blocks: every slot at f_ser_max, equal rates up to a best rate
 #: (MinEnergy, MyopicServer), Algorithm 2, drift-plus-penalty.
 SRV_FULL, SRV_RATE, SRV_ALG2, SRV_DPP = range(4)
@@ -580,6 +583,32 @@ def myopic_powers(q, h, sc, rule, n, grid, V, reading, binary):
 
 
 @jit
+def table_power(qk, beta_k, hk, s, k, table, sc):
+    """The power of the Lagrangian sub-problem's policy at WD k of seed s (scheme ``lagrangian``,
+    docs/model.md note N): the capacity R of :func:`mecmodel.subproblem.best_capacity` given its
+    queue, this block's arrivals ``beta_k`` (n,) and gain, then (4) for the back end of R cycles and
+    half a cycle more (so that the floor of (3) keeps R), capped at p_max. ``table``: see
+    :func:`run_blocks`."""
+    arrivals = 0.0
+    for j in range(beta_k.shape[0]):
+        arrivals += beta_k[j]
+    price, J, unit, nx, per_task, gamma, lo, hi, top, kind, a, off, post, c = table
+    R = best_capacity(qk, arrivals, hk, price[s], J[s, k], unit, nx, per_task, gamma, lo, hi, top, kind, a, off, post, c)  # fmt: skip
+    return _nmin(power_for(hk, R + 0.5, sc), sc[P_MAX]) if R > 0.0 else 0.0
+
+
+@jit
+def table_powers(q, beta, h, table, sc):
+    """:func:`table_power` of every WD of every seed, (S, K)."""
+    S, K = q.shape
+    p = np.empty((S, K))
+    for s in range(S):
+        for k in range(K):
+            p[s, k] = table_power(q[s, k], beta[s, k], h[s, k], s, k, table, sc)
+    return p
+
+
+@jit
 def equal_rate(qs, best, sc, n):
     """The rule of :func:`mecmodel.policies.rules.equal_rates`: min(best, f_ser_max, the rate that
     clears q^ser, rounded up to ceil(q / n) + 1 cycles per slot), the same in every slot."""
@@ -589,14 +618,17 @@ def equal_rate(qs, best, sc, n):
 
 @jit
 def run_blocks(t0, t1, h, beta, draws, q, q_ser, sc, rule, binary, start, wd_code, wd_par, srv_code, srv_par,
-               qscale, printed, hp1, l1, hp2, l2, rec, dev, work):  # fmt: skip
+               qscale, printed, hp1, l1, hp2, l2, table, rec, dev, work):  # fmt: skip
     """Blocks t0 .. t1 - 1 of a built-in scheme: act, :func:`advance`, learn, for every seed.
 
     h (t1 - t0 + 1, S, K) and beta (t1 - t0 + 1, S, K, n) hold the gains and arrivals of blocks t0 .. t1
     (one more: the learners' next state), ``draws`` (t1 - t0, S, K) the random shares (scheme random);
     q and q_ser are the state at t0, updated in place. ``wd_par``: (fraction of p_max | share of W,
     grid, V, reading); ``srv_par``: (best rate | V). l1, l2: the learners' arrays (v_s, v_a, w, a,
-    zs, streak, conv, div, frozen) of Algorithms 1 and 2 (empty when unused)."""
+    zs, memo, streak, conv, div, frozen) of Algorithms 1 and 2 (empty when unused). ``table``: the
+    sub-problem's policy (WD_TABLE; :func:`no_table` when unused): each seed's price (S,), each
+    WD's post-decision values (S, K, L), then the arguments of
+    :func:`mecmodel.subproblem.best_capacity` from ``unit`` on."""
     S, K = q.shape
     n = beta.shape[3]
     wd = np.empty((11, S, K))
@@ -623,6 +655,8 @@ def run_blocks(t0, t1, h, beta, draws, q, q_ser, sc, rule, binary, start, wd_cod
                     p[s, k] = share_power(ht[s, k], wd_par[0] if wd_code == WD_SHARE else draws[i, s, k], sc)
                 elif wd_code == WD_ALG1:
                     p[s, k] = l1[3][s * K + k, 0] * sc[P_MAX]
+                elif wd_code == WD_TABLE:
+                    p[s, k] = table_power(q[s, k], bt[s, k], ht[s, k], s, k, table, sc)
                 else:
                     V = wd_par[2] if wd_code == WD_DPP else 0.0
                     p[s, k] = myopic_power(q[s, k], ht[s, k], sc, rule, n, grid, V, int(wd_par[3]), e_grid, binary)

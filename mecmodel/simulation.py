@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from .bounds import LagrangianWD
 from .env import CHUNK, Action, ActionError, MECEnv, Observation, seed_list
 from .params import FIELD_BY_NAME, ParamError, Params, PolicyError
 from .policies.actor_critic import CriticDescentServer, CriticDescentWD
@@ -78,10 +79,15 @@ def check_run(P: Params, seeds: int | Sequence[int], blocks: int, per_device: bo
 
 def compiled_plan(wd: WDPolicy, server: ServerPolicy, P: Params) -> tuple | None:
     """How ``mecmodel.engine.run_blocks`` runs this pair of policies: (wd code, wd parameters,
-    server code, server parameters), or None if either is not a built-in the engine knows (a
-    subclass is not: it may override anything), and the Python loop runs them."""
+    server code, server parameters, the sub-problem's table), or None if either is not a built-in
+    the engine knows (a subclass is not: it may override anything), and the Python loop runs them."""
     wd_type, srv_type = type(wd), type(server)
-    if wd_type is FixedPower:
+    table = _no_table()
+    if wd_type is LagrangianWD and wd.Jx is None:  # no tables: every WD computes locally, p = 0
+        wd_plan = (engine.WD_FIXED, (0.0, 0.0, 0.0, 0.0))
+    elif wd_type is LagrangianWD:
+        wd_plan, table = (engine.WD_TABLE, (0.0, 0.0, 0.0, 0.0)), wd.table
+    elif wd_type is FixedPower:
         wd_plan = (engine.WD_FIXED, (float(wd.fraction), 0.0, 0.0, 0.0))
     elif wd_type is EvenShare:
         wd_plan = (engine.WD_SHARE, (float(P.even_fraction), 0.0, 0.0, 0.0))
@@ -107,13 +113,19 @@ def compiled_plan(wd: WDPolicy, server: ServerPolicy, P: Params) -> tuple | None
         srv_plan = (engine.SRV_DPP, (float(server.V),))
     else:
         return None
-    return wd_plan[0], np.array(wd_plan[1]), srv_plan[0], np.array(srv_plan[1])
+    return wd_plan[0], np.array(wd_plan[1]), srv_plan[0], np.array(srv_plan[1]), table
 
 
 def _no_learner() -> tuple:
     """Empty learner arrays, of the types run_blocks expects, for a scheme without that learner."""
     z3, z2, z1 = np.zeros((0, 1, 1)), np.zeros((0, 1)), np.zeros(0, dtype=np.int64)
     return (z3, z3, z2, z2, z2, z3, z1, z1, z1, np.zeros(0, dtype=np.bool_))
+
+
+def _no_table() -> tuple:
+    """run_blocks' ``table`` for a scheme without the sub-problem's policy: empty, of the types it expects."""
+    f1, f2, i2 = np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), dtype=np.int64)
+    return (f1, np.zeros((0, 0, 0)), 1.0, 1, 1, 0.0, f2, f2, f2, i2, f2, f2, i2, f1)
 
 
 def _learner(policy) -> tuple:
@@ -269,7 +281,7 @@ def _compiled_loop(env, ctx, wd, server, plan, blocks, start, rec, dev, work, ba
     """A built-in scheme's whole run in the compiled engine, a chunk of blocks per call; returns
     the observation after the last block."""
     P, S, K = env.P, ctx.S, env.P.K
-    wd_code, wd_par, srv_code, srv_par = plan
+    wd_code, wd_par, srv_code, srv_par, table = plan
     hp1, l1 = _learner(wd)
     hp2, l2 = _learner(server)
     qscale = 1.0 / (P.task_cycles * P.queue_scale)
@@ -288,7 +300,7 @@ def _compiled_loop(env, ctx, wd, server, plan, blocks, start, rec, dev, work, ba
             draws = np.stack([g.random((CHUNK, K)) for g in rngs], axis=1)
         engine.run_blocks(
             t0, t1, h, beta, draws, q, q_ser, env.scalars, env.rule, binary, start, wd_code, wd_par,
-            srv_code, srv_par, qscale, P.gradient == "printed", hp1, l1, hp2, l2, rec, dev, work,
+            srv_code, srv_par, qscale, P.gradient == "printed", hp1, l1, hp2, l2, table, rec, dev, work,
         )  # fmt: skip
         if bar is not None:
             bar.update(t1 - t0)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mecmodel"
 LAYERS = (
     ("vocabulary", "version", "atomic", "loading"),  # words every layer shares
     ("params",),  # the parameter table and presets
-    ("channel", "queues", "engine"),  # the physics, equations (1)-(8), and its compiled kernels
+    ("channel", "queues", "subproblem", "engine"),  # the physics, equations (1)-(8), and its compiled kernels
     ("env",),  # the environment: one block of the system
     ("policies", "policies.base", "policies.rules", "policies.qlearning", "policies.actor_critic"),
     ("policies.myopic", "policies.agent", "optimum", "bounds"),  # policies that build on the others
