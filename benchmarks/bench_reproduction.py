@@ -9,7 +9,9 @@ into the repository), and reports:
 
 * device-blocks: K x seeds x blocks summed over the run files it made;
 * wall: the Snakemake call (two for a checkout from before scenarios), start to end (the environment is already installed);
-* the CPU seconds of each rule's jobs (Snakemake's ``benchmark:`` files);
+* the CPU seconds of each rule's jobs (Snakemake's ``benchmark:`` files), the simulation seconds
+  of each scheme (the jobs' logs time every run; what a job spends outside its runs, mostly
+  start-up, is the rest) and the seconds of each aggregate job;
 * efficiency = device-blocks / (wall x cores) / F, where F is Algorithm 1's fused limit (its update
   alone on K = 100 x 10 seeds, device-blocks per second on one core), measured in the same run
   with this checkout's engine: 1 would mean every core did nothing but that arithmetic.
@@ -48,6 +50,30 @@ def rule_cpu(results: Path) -> dict[str, float]:
         lines = tsv.read_text().splitlines()
         if len(lines) >= 2:
             out[rule] = out.get(rule, 0.0) + float(lines[1].split("\t")[0])
+    return out
+
+
+LOGGED = re.compile(r"^results/runs/.*/([^/]+)/s\d+-b\d+\.nc: ([\d.]+) s$")
+
+
+def scheme_seconds(results: Path) -> dict[str, float]:
+    """Seconds of each scheme's runs, from the simulation jobs' logs (one line per run)."""
+    out: dict[str, float] = {}
+    for log in (results / "logs" / "simulate").rglob("*.log"):
+        for line in log.read_text().splitlines():
+            m = LOGGED.match(line)
+            if m:
+                out[m[1]] = out.get(m[1], 0.0) + float(m[2])
+    return out
+
+
+def aggregate_seconds(results: Path) -> dict[str, float]:
+    """Seconds of each aggregate job (its benchmark file)."""
+    out = {}
+    for tsv in sorted((results / "benchmarks" / "aggregate").glob("*.tsv")):
+        lines = tsv.read_text().splitlines()
+        if len(lines) >= 2:
+            out[tsv.stem] = float(lines[1].split("\t")[0])
     return out
 
 
@@ -101,6 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         "job seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
         + f" (total {sum(cpu.values()):.1f})"
+    )
+    schemes = scheme_seconds(work / "results")
+    jobs = sum(1 for _ in (work / "results" / "benchmarks" / "simulate").rglob("*.tsv"))
+    print(
+        f"simulation seconds by scheme ({jobs} jobs; outside the runs, mostly start-up: "
+        f"{cpu.get('simulate', 0.0) - sum(schemes.values()):.1f}): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(schemes.items(), key=lambda kv: -kv[1]))
+    )
+    print(
+        "aggregate seconds by experiment: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in aggregate_seconds(work / "results").items())
     )
     print(
         f"fused limit F (Algorithm 1's update in the engine running this script, K = 100 x 10 seeds, one core): "
