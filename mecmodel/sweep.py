@@ -138,7 +138,7 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
 #: runs each), and at most BATCH_MAX_RUNS runs and BATCH_WORK estimated work (seeds x blocks x
 #: (K + 20) summed over its runs, about a microsecond each); see Sweep.batches.
 BATCH_RUNS = 32
-BATCH_MAX_RUNS = 64
+BATCH_MAX_RUNS = 32
 BATCH_WORK = 60_000_000
 
 
