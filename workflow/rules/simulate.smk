@@ -21,6 +21,7 @@ for batch in SWEEP.batches():
         conda:
             CONDA_ENV
         threads: 1
+        priority: batch["priority"]
         resources:
             mem_mb=batch["mem_mb"],
             runtime=batch["runtime"],
