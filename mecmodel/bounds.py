@@ -514,7 +514,7 @@ class LagrangianWD(WDPolicy):
                 b = lower_bound(P, ctx.env.mean_gain, exact=False)
             except ParamError as e:  # parameters beyond the tables' floating point: offload nothing
                 log.warning("lagrangian: no sub-problem tables (%s); every WD computes locally", e)
-                self.Jx = None
+                self.table = None
                 return
         t = b.table
         m_idx = np.searchsorted(t.mus, b.mu)
@@ -524,16 +524,17 @@ class LagrangianWD(WDPolicy):
         # (S, K, nx + n per_task): each WD's post-decision values, continued above the top
         J = t.J[m_idx[:, None], b.gain_index]
         Jx = np.concatenate([J, np.broadcast_to(prob.tail[prob.nx :], J.shape[:2] + (len(prob.tail) - prob.nx,))], -1)
-        self.Jx = np.ascontiguousarray(Jx)
-        # What the engine's kernels read (engine.run_blocks' ``table``), C-contiguous: one compiled variant
+        # What the engine's kernels read (engine.run_blocks' ``table``; None: no tables), C-contiguous:
+        # one compiled variant
         self.table = (
-            np.ascontiguousarray(self.price, dtype=float), self.Jx, float(prob.unit), int(prob.nx), int(prob.per_task),
+            np.ascontiguousarray(self.price, dtype=float), np.ascontiguousarray(Jx), float(prob.unit), int(prob.nx),
+            int(prob.per_task),
             float(P.gamma), *(np.ascontiguousarray(x) for x in (prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind,
             prob.seg_a, prob.seg_off, prob.seg_post)), np.ascontiguousarray(prob.consts()),
         )  # fmt: skip
 
     def act(self, obs: Observation) -> np.ndarray:
-        if self.Jx is None:
+        if self.table is None:
             return np.zeros((self.ctx.S, self.ctx.K))
         as_float = np.ascontiguousarray
         return engine.table_powers(

@@ -22,9 +22,13 @@ is libm's scalar call. So a seed gives the same bits alone, beside other seeds, 
 points in the same process (``tests/test_engine.py``).
 
 The Python loop of :mod:`mecmodel.simulation` drives :func:`advance` for schemes written in
-Python (a scheme module's policies, trained agents, the exact optimum); every listed scheme
-(``mecmodel schemes``) runs whole chunks of blocks in :func:`run_blocks`. Both give the same bits
-for the same scheme.
+Python (a scheme module's policies, trained agents, the exact optimum, ``dpp_central``); every
+scheme of ``scheme: all`` runs whole chunks of blocks in :func:`run_blocks`. Both give the same
+bits for the same scheme.
+
+The kernels of :mod:`mecmodel.subproblem` are compiled into :func:`run_blocks` and into
+``mecmodel.bounds``' kernels; numba's cache does not see a change to another file, so after
+editing ``subproblem.py`` delete ``mecmodel/__pycache__`` (docs/architecture.md).
 
 Importing this module imports numba; the kernels compile on first use and are cached on disk
 (``__pycache__``), so a fresh process pays the compilation once per installation.
@@ -626,7 +630,8 @@ def run_blocks(t0, t1, h, beta, draws, q, q_ser, sc, rule, binary, start, wd_cod
     q and q_ser are the state at t0, updated in place. ``wd_par``: (fraction of p_max | share of W,
     grid, V, reading); ``srv_par``: (best rate | V). l1, l2: the learners' arrays (v_s, v_a, w, a,
     zs, memo, streak, conv, div, frozen) of Algorithms 1 and 2 (empty when unused). ``table``: the
-    sub-problem's policy (WD_TABLE; :func:`no_table` when unused): each seed's price (S,), each
+    sub-problem's policy (WD_TABLE; when unused, empty arrays of the same types, as
+    ``mecmodel.simulation`` passes them): each seed's price (S,), each
     WD's post-decision values (S, K, L), then the arguments of
     :func:`mecmodel.subproblem.best_capacity` from ``unit`` on."""
     S, K = q.shape

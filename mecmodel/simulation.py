@@ -83,7 +83,7 @@ def compiled_plan(wd: WDPolicy, server: ServerPolicy, P: Params) -> tuple | None
     the engine knows (a subclass is not: it may override anything), and the Python loop runs them."""
     wd_type, srv_type = type(wd), type(server)
     table = _no_table()
-    if wd_type is LagrangianWD and wd.Jx is None:  # no tables: every WD computes locally, p = 0
+    if wd_type is LagrangianWD and wd.table is None:  # no tables: every WD computes locally, p = 0
         wd_plan = (engine.WD_FIXED, (0.0, 0.0, 0.0, 0.0))
     elif wd_type is LagrangianWD:
         wd_plan, table = (engine.WD_TABLE, (0.0, 0.0, 0.0, 0.0)), wd.table

@@ -5,7 +5,9 @@ sub-problem's policy picks.
 The lower bound (:mod:`mecmodel.bounds`) tabulates these over queue levels, gains and prices; the
 scheme ``lagrangian`` picks each block's capacity with :func:`best_capacity`, inside the compiled
 engine's loop (:func:`mecmodel.engine.run_blocks`) or from its policy's ``act``. Compiled kernels
-over scalars only, so that both can call them: this module sits beside the physics, below the engine.
+only, so that both can call them: this module sits beside the physics, below the engine. numba's
+cache does not see a change here from the kernels that call these: after editing this file,
+delete ``mecmodel/__pycache__``.
 
 ``c``, a kernel's constants, is ``mecmodel.bounds.WDProblem.consts()``: (w4, xi^wd / (n tau)^2, tau,
 Gamma, zeta / (tau B), p_max, the cubic charge of an offloaded cycle).

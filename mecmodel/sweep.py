@@ -134,9 +134,11 @@ def prepare(config: dict, configfiles: Sequence[str | os.PathLike], schema: str 
     return Sweep(config, others)
 
 
-#: Simulation jobs: a cut after a run whose path hashes to 0 modulo BATCH_RUNS (so about that many
-#: runs each), and at most BATCH_MAX_RUNS runs and BATCH_WORK estimated work (seeds x blocks x
-#: (K + 20) summed over its runs, about a microsecond each); see Sweep.batches.
+#: Simulation jobs: a cut after a run whose path hashes to 0 modulo BATCH_RUNS, and at most
+#: BATCH_MAX_RUNS runs and BATCH_WORK estimated work (seeds x blocks x (K + 20) summed over its
+#: runs, about a microsecond each): about 20 runs a batch in the reproduction (38 jobs for 760
+#: runs); see Sweep.batches. Larger batches pay the start-up less often but leave fewer jobs to
+#: share the cores: the smoke sweep's 100 runs still make four (benchmarks/README.md).
 BATCH_RUNS = 32
 BATCH_MAX_RUNS = 32
 BATCH_WORK = 60_000_000
@@ -356,6 +358,7 @@ class Sweep:
         need = max(
             memory_estimate(make_params(s["preset"], s["overrides"]), s["seeds"], s["blocks"], False) for s in specs
         )
+        work = sum(_run_work(s) for s in specs)
         modules = " ".join(dict.fromkeys(self.module_args(s) for s in schemes if s in self.plugin))
         return {
             "id": bid,
@@ -367,10 +370,10 @@ class Sweep:
             "version": " ".join(dict.fromkeys(self.code_version(s) for s in schemes)),
             "mem_mb": 300 + math.ceil(3 * need / 2**20),
             # ten times a 2-core laptop's ~0.1 us per unit of work, at least 5 minutes
-            "runtime": max(5, math.ceil(10 * 1e-7 * sum(_run_work(s) for s in specs) / 60)),
+            "runtime": max(5, math.ceil(10 * 1e-7 * work / 60)),
             # The larger batches first, every one before any aggregate (priority 0): a long batch
             # started last leaves one core idle while the other finishes it (benchmarks/README.md).
-            "priority": 1 + sum(_run_work(s) for s in specs) // 1_000_000,
+            "priority": 1 + work // 1_000_000,
         }
 
     def wildcard_constraints(self) -> dict[str, str]:

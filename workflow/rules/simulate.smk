@@ -14,6 +14,7 @@ for batch in SWEEP.batches():
             f"results/logs/simulate/{batch['name']}.log",
         benchmark:
             f"results/benchmarks/simulate/{batch['name']}.tsv"
+        priority: batch["priority"]
         # Ignored when running locally; on SLURM, profiles/slurm bundles simulate jobs
         # into submissions (group-components) to spare the per-job start-up.
         group:
@@ -21,7 +22,6 @@ for batch in SWEEP.batches():
         conda:
             CONDA_ENV
         threads: 1
-        priority: batch["priority"]
         resources:
             mem_mb=batch["mem_mb"],
             runtime=batch["runtime"],
