@@ -310,13 +310,19 @@ def _value_iteration(e, post, pa, ph, qcost, gamma, per_task, tail, J, tol, max_
     na = pa.shape[0]
     top = tail.shape[0]
     Jx = np.empty(top)
-    cont = np.empty(ns)
+    et = np.empty((nx, ns, nh))
+    best = np.empty(nh)
     most = 0
     for i in range(nx, top):
         Jx[i] = tail[i]
     for gi in range(G - 1, -1, -1):
         for x in range(nx):
             Jx[x] = max(J[gi, x], J[gi + 1, x]) if lower and gi + 1 < G else J[gi, x]
+            # bins innermost: each bin's minimum over the segments, in the segments' order, runs in
+            # its own SIMD lane (no reduction across lanes: the same values as one bin at a time)
+            for s in range(ns):
+                for j in range(nh):
+                    et[x, s, j] = e[gi, x, j, s]
         it = 0
         while it < max_iter:
             it += 1
@@ -325,16 +331,16 @@ def _value_iteration(e, post, pa, ph, qcost, gamma, per_task, tail, J, tol, max_
             for x in range(nx):
                 acc = 0.0
                 for a in range(na):
+                    for j in range(nh):
+                        best[j] = math.inf
                     for s in range(ns):
-                        cont[s] = gamma * Jx[post[x, s] + a * per_task]
+                        cont = gamma * Jx[post[x, s] + a * per_task]
+                        for j in range(nh):
+                            v = et[x, s, j] + cont
+                            best[j] = v if v < best[j] else best[j]
                     inner = 0.0
                     for j in range(nh):
-                        best = math.inf
-                        for s in range(ns):
-                            v = e[gi, x, j, s] + cont[s]
-                            if v < best:
-                                best = v
-                        inner += ph[j] * best
+                        inner += ph[j] * best[j]
                     acc += pa[a] * inner
                 v = qcost[x] + acc
                 step = max(step, abs(v - Jx[x]))
