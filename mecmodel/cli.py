@@ -35,22 +35,27 @@ def _parser() -> argparse.ArgumentParser:
         help="on an error in a scheme's code, print its full traceback before the one-line message",
     )
 
-    s = sub.add_parser("simulate", parents=[mods], help="simulate one operating point and write a NetCDF file")
-    s.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
-    s.add_argument("--arrival-prob", type=str, default=None, help="arrival probability per slot, in (0, 1)")
-    s.add_argument("--gamma", type=str, default=None, help="discount factor, in (0, 1)")
-    s.add_argument("--scheme", default="proposed", help="scheme name (see 'mecmodel schemes')")
-    s.add_argument("--seeds", type=str, default="10", help="number of seeds (0..n-1), or a comma list of seed values")
-    s.add_argument("--blocks", type=str, default="2000", help="number of decision blocks")
-    s.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
-    s.add_argument("--config", default=None, help="YAML file of parameter overrides")
-    s.add_argument(
+    # One operating point and its seeds (simulate, bounds): read by _point.
+    point = argparse.ArgumentParser(add_help=False)
+    point.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
+    point.add_argument("--arrival-prob", type=str, default=None, help="arrival probability per slot, in (0, 1)")
+    point.add_argument("--gamma", type=str, default=None, help="discount factor, in (0, 1)")
+    point.add_argument(
+        "--seeds", type=str, default="10", help="number of seeds (0..n-1), or a comma list of seed values"
+    )
+    point.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
+    point.add_argument("--config", default=None, help="YAML file of parameter overrides")
+    point.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="override one parameter (repeatable); the value is read as YAML",
     )
+
+    s = sub.add_parser("simulate", parents=[mods, point], help="simulate one operating point and write a NetCDF file")
+    s.add_argument("--scheme", default="proposed", help="scheme name (see 'mecmodel schemes')")
+    s.add_argument("--blocks", type=str, default="2000", help="number of decision blocks")
     s.add_argument(
         "--sweep",
         action="append",
@@ -95,18 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--png", required=True, help="output PNG path")
     f.add_argument("--pdf", required=True, help="output PDF path")
 
-    bd = sub.add_parser(
+    sub.add_parser(
         "bounds",
+        parents=[point],
         help="the optimum bracketed at one point, per seed: the lower bound on every policy and an upper bound",
-    )
-    bd.add_argument("--K", type=str, default=None, help="number of WDs (default: the preset's)")
-    bd.add_argument("--arrival-prob", type=str, default=None, help="arrival probability per slot, in (0, 1)")
-    bd.add_argument("--gamma", type=str, default=None, help="discount factor, in (0, 1)")
-    bd.add_argument("--seeds", type=str, default="10", help="number of seeds (0..n-1), or a comma list of seed values")
-    bd.add_argument("--preset", default="default", help=f"parameter preset: {presets}")
-    bd.add_argument("--config", default=None, help="YAML file of parameter overrides")
-    bd.add_argument(
-        "--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)"
     )
     sub.add_parser("schemes", parents=[mods], help="list the registered schemes")
     pp = sub.add_parser("params", help="list every model parameter with its default, unit and range")
