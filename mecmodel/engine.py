@@ -621,12 +621,13 @@ def equal_rate(qs, best, sc, n):
 
 
 @jit
-def run_blocks(t0, t1, h, beta, draws, q, q_ser, sc, rule, binary, start, wd_code, wd_par, srv_code, srv_par,
+def run_blocks(t0, t1, h, beta, h_after, beta_after, draws, q, q_ser, sc, rule, binary, start, wd_code, wd_par, srv_code, srv_par,
                qscale, printed, hp1, l1, hp2, l2, table, rec, dev, work):  # fmt: skip
     """Blocks t0 .. t1 - 1 of a built-in scheme: act, :func:`advance`, learn, for every seed.
 
-    h (t1 - t0 + 1, S, K) and beta (t1 - t0 + 1, S, K, n) hold the gains and arrivals of blocks t0 .. t1
-    (one more: the learners' next state), ``draws`` (t1 - t0, S, K) the random shares (scheme random);
+    h (at least t1 - t0, S, K) and beta (at least t1 - t0, S, K, n) hold the gains and arrivals of
+    blocks t0 onwards (the chunk), h_after and beta_after those of the chunk after: the learners'
+    next state after the chunk's last block, where h has no row for it. ``draws`` (t1 - t0, S, K) the random shares (scheme random);
     q and q_ser are the state at t0, updated in place. ``wd_par``: (fraction of p_max | share of W,
     grid, V, reading); ``srv_par``: (best rate | V). l1, l2: the learners' arrays (v_s, v_a, w, a,
     zs, memo, streak, conv, div, frozen) of Algorithms 1 and 2 (empty when unused). ``table``: the
@@ -692,7 +693,11 @@ def run_blocks(t0, t1, h, beta, draws, q, q_ser, sc, rule, binary, start, wd_cod
             for s in range(S):
                 for k in range(K):
                     dr1[s, k] = sc[W4] * sc[TAU] * sc[P_MAX] if printed else wd[9, s, k]  # (26) as printed
-            learn_wds(t, hp1, qscale, q_next, h[i + 1], beta[i + 1], wd[8], dr1, *l1, td, rel)
+            if i + 1 < h.shape[0]:
+                h_next, beta_next = h[i + 1], beta[i + 1]
+            else:
+                h_next, beta_next = h_after[0], beta_after[0]
+            learn_wds(t, hp1, qscale, q_next, h_next, beta_next, wd[8], dr1, *l1, td, rel)
             for s in range(S):
                 rec[ALG1_TD, s, t] = td[s]
                 rec[ALG1_TD + 1, s, t] = rel[s]

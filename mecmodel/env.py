@@ -105,10 +105,17 @@ class Exogenous:
     def _chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         if c not in self.chunks:
             K, n, lam = self.P.K, self.P.n_slots, self.P.arrival_prob
-            fade = np.stack([g.standard_exponential((CHUNK, K)) for g in self.fade_rngs], axis=1)
-            arr = np.stack([g.random((CHUNK, K, n)) < lam for g in self.arr_rngs], axis=1)
+            S = len(self.fade_rngs)
+            # Each seed's draws written into its column at once (no stacked copies); each
+            # generator draws what it drew before, so the values are the same.
+            h = np.empty((CHUNK, S, K))
+            beta = np.empty((CHUNK, S, K, n))
+            for s, (fading, arrivals) in enumerate(zip(self.fade_rngs, self.arr_rngs, strict=True)):
+                h[:, s] = fading.standard_exponential((CHUNK, K))
+                beta[:, s] = arrivals.random((CHUNK, K, n)) < lam
+            h *= self.mean_gain
             self.chunks = {k: v for k, v in self.chunks.items() if k >= c - 1}
-            self.chunks[c] = (fade * self.mean_gain, arr.astype(float))
+            self.chunks[c] = (h, beta)
         return self.chunks[c]
 
     def at(self, t: int) -> tuple[np.ndarray, np.ndarray]:

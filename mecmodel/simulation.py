@@ -292,14 +292,12 @@ def _compiled_loop(env, ctx, wd, server, plan, blocks, start, rec, dev, work, ba
     for t0 in range(0, blocks, CHUNK):
         t1 = min(t0 + CHUNK, blocks)
         c = t0 // CHUNK
-        h0, b0 = env.exo._chunk(c)
-        h1, b1 = env.exo._chunk(c + 1)
-        h = np.concatenate([h0[: t1 - t0], h1[:1]]) if t1 - t0 == CHUNK else h0[: t1 - t0 + 1]
-        beta = np.concatenate([b0[: t1 - t0], b1[:1]]) if t1 - t0 == CHUNK else b0[: t1 - t0 + 1]
+        h, beta = env.exo._chunk(c)
+        h_after, beta_after = env.exo._chunk(c + 1)  # the block after a full chunk
         if rngs:  # RandomShare's draws: one (CHUNK, K) block per seed and chunk, as it draws them
             draws = np.stack([g.random((CHUNK, K)) for g in rngs], axis=1)
         engine.run_blocks(
-            t0, t1, h, beta, draws, q, q_ser, env.scalars, env.rule, binary, start, wd_code, wd_par,
+            t0, t1, h, beta, h_after, beta_after, draws, q, q_ser, env.scalars, env.rule, binary, start, wd_code, wd_par,
             srv_code, srv_par, qscale, P.gradient == "printed", hp1, l1, hp2, l2, table, rec, dev, work,
         )  # fmt: skip
         if bar is not None:
