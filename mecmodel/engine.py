@@ -625,9 +625,9 @@ def run_blocks(t0, t1, h, beta, h_after, beta_after, draws, q, q_ser, sc, rule, 
                qscale, printed, hp1, l1, hp2, l2, table, rec, dev, work):  # fmt: skip
     """Blocks t0 .. t1 - 1 of a built-in scheme: act, :func:`advance`, learn, for every seed.
 
-    h (at least t1 - t0, S, K) and beta (at least t1 - t0, S, K, n) hold the gains and arrivals of
-    blocks t0 onwards (the chunk), h_after and beta_after those of the chunk after: the learners'
-    next state after the chunk's last block, where h has no row for it. ``draws`` (t1 - t0, S, K) the random shares (scheme random);
+    h (CHUNK, S, K) and beta (CHUNK, S, K, n) are the whole chunk of gains and arrivals whose first
+    row is block t0 (t1 - t0 <= CHUNK), h_after and beta_after the next chunk: its first row is the
+    learners' next state after a full chunk's last block. ``draws`` (t1 - t0, S, K) the random shares (scheme random);
     q and q_ser are the state at t0, updated in place. ``wd_par``: (fraction of p_max | share of W,
     grid, V, reading); ``srv_par``: (best rate | V). l1, l2: the learners' arrays (v_s, v_a, w, a,
     zs, memo, streak, conv, div, frozen) of Algorithms 1 and 2 (empty when unused). ``table``: the
