@@ -42,14 +42,18 @@ def device_blocks(results: Path) -> int:
     return total
 
 
+def job_seconds(tsv: Path) -> float:
+    """A job's seconds, the first column of its Snakemake benchmark file (0 if it has no row)."""
+    lines = tsv.read_text().splitlines()
+    return float(lines[1].split("\t")[0]) if len(lines) >= 2 else 0.0
+
+
 def rule_cpu(results: Path) -> dict[str, float]:
     """Seconds of each rule's jobs, from Snakemake's benchmark files (simulation batches as 'simulate')."""
     out: dict[str, float] = {}
     for tsv in (results / "benchmarks").rglob("*.tsv"):
         rule = tsv.relative_to(results / "benchmarks").parts[0]
-        lines = tsv.read_text().splitlines()
-        if len(lines) >= 2:
-            out[rule] = out.get(rule, 0.0) + float(lines[1].split("\t")[0])
+        out[rule] = out.get(rule, 0.0) + job_seconds(tsv)
     return out
 
 
@@ -69,12 +73,7 @@ def scheme_seconds(results: Path) -> dict[str, float]:
 
 def aggregate_seconds(results: Path) -> dict[str, float]:
     """Seconds of each aggregate job (its benchmark file)."""
-    out = {}
-    for tsv in sorted((results / "benchmarks" / "aggregate").glob("*.tsv")):
-        lines = tsv.read_text().splitlines()
-        if len(lines) >= 2:
-            out[tsv.stem] = float(lines[1].split("\t")[0])
-    return out
+    return {tsv.stem: job_seconds(tsv) for tsv in sorted((results / "benchmarks" / "aggregate").glob("*.tsv"))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -530,20 +530,22 @@ class LagrangianWD(WDPolicy):
         # (S, K, nx + n per_task): each WD's post-decision values, continued above the top
         J = t.J[m_idx[:, None], b.gain_index]
         Jx = np.concatenate([J, np.broadcast_to(prob.tail[prob.nx :], J.shape[:2] + (len(prob.tail) - prob.nx,))], -1)
-        # What the engine's kernels read (engine.run_blocks' ``table``; None: no tables), C-contiguous:
-        # one compiled variant
+        # What the engine's kernels read (engine.run_blocks' ``table``; None: no tables), every array
+        # C-contiguous so that one compiled variant serves all
+        segments = (prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind, prob.seg_a, prob.seg_off, prob.seg_post)
         self.table = (
-            np.ascontiguousarray(self.price, dtype=float), np.ascontiguousarray(Jx), float(prob.unit), int(prob.nx),
+            np.ascontiguousarray(self.price, dtype=float),
+            np.ascontiguousarray(Jx),
+            float(prob.unit),
+            int(prob.nx),
             int(prob.per_task),
-            float(P.gamma), *(np.ascontiguousarray(x) for x in (prob.seg_lo, prob.seg_hi, prob.seg_top, prob.seg_kind,
-            prob.seg_a, prob.seg_off, prob.seg_post)), np.ascontiguousarray(prob.consts()),
-        )  # fmt: skip
+            float(P.gamma),
+            *(np.ascontiguousarray(x) for x in segments),
+            np.ascontiguousarray(prob.consts()),
+        )
 
     def act(self, obs: Observation) -> np.ndarray:
         if self.table is None:
             return np.zeros((self.ctx.S, self.ctx.K))
-        as_float = np.ascontiguousarray
-        return engine.table_powers(
-            as_float(obs.q, dtype=float), as_float(obs.beta, dtype=float), as_float(obs.h, dtype=float),
-            self.table, self.ctx.env.scalars,
-        )  # fmt: skip
+        q, beta, h = (np.ascontiguousarray(x, dtype=float) for x in (obs.q, obs.beta, obs.h))
+        return engine.table_powers(q, beta, h, self.table, self.ctx.env.scalars)

@@ -19,8 +19,6 @@ from mecmodel.policies.base import PolicyContext
 from mecmodel.schemes import get_scheme
 from mecmodel.vocabulary import POINT_DIMS
 
-#: Listed schemes the Python loop runs (none: every listed scheme has a compiled plan).
-PYTHON_LOOP: set[str] = set()
 SCHEMES = mecmodel.schemes.select("all")  # the exact solvers (K <= 2) have tests of their own: test_optimum.py
 LEARNING_WDS = {"proposed", "binary", "proposed_q"}
 
@@ -140,7 +138,7 @@ def test_work_conservation_and_bounds(
     assert np.all((f_loc >= 0) & (f_loc <= P.f_wd_max * (1 + 1e-12)))
     # server slot rates: applied in [0, f_ser_max] (9d), effective <= applied (seen where the Python
     # loop steps the environment; a built-in scheme's compiled loop has the step inside its kernel)
-    assert len(served) == (0 if scheme not in PYTHON_LOOP and not python_loop else blocks)
+    assert len(served) == (blocks if python_loop else 0)  # every listed scheme has a compiled plan
     for f_cmd, f_eff in served:
         assert np.all((f_cmd >= 0) & (f_cmd <= P.f_ser_max))
         assert np.all(f_eff >= 0) and np.all(f_eff <= f_cmd + 1e-12 * f_cmd.sum(axis=-1, keepdims=True))
@@ -378,4 +376,4 @@ def test_built_in_schemes_run_in_the_compiled_engine():
         wd.ctx = server.ctx = ctx  # what reset keeps; compiled_plan reads the parameters
         if name == "lagrangian":  # its plan needs the tables its reset builds
             wd.reset(PolicyContext(P, (0,), env.MECEnv(P, [0])), None)
-        assert (simulation.compiled_plan(wd, server, P) is None) == (name in PYTHON_LOOP), name
+        assert simulation.compiled_plan(wd, server, P) is not None, name
